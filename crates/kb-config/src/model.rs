@@ -1,0 +1,215 @@
+//! The pipeline description every configuration source produces: ordered sections of
+//! properties, each remembering where it was written so errors can point at it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a section or property came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A line of a classic `.conf` file (1-based), possibly reached through `@INCLUDE`.
+    Classic {
+        file: PathBuf,
+        line: usize,
+        included_from: Option<Box<Location>>,
+    },
+    /// A node of a YAML file: dotted/indexed path such as `pipeline.outputs[0].stream`.
+    Yaml {
+        file: PathBuf,
+        path: String,
+        line: usize,
+        column: usize,
+        included_from: Option<Box<Location>>,
+    },
+    /// A command-line argument, e.g. `-p stream=foo`.
+    CommandLine { arg: String },
+    /// A built-in default value.
+    Default,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Classic {
+                file,
+                line,
+                included_from,
+            } => {
+                write!(f, "{}:{}", file.display(), line)?;
+                if let Some(parent) = included_from {
+                    write!(f, " (included from {parent})")?;
+                }
+                Ok(())
+            }
+            Location::Yaml {
+                file,
+                path,
+                line,
+                column,
+                included_from,
+            } => {
+                write!(
+                    f,
+                    "{}: {} (line {}, column {})",
+                    file.display(),
+                    path,
+                    line,
+                    column
+                )?;
+                if let Some(parent) = included_from {
+                    write!(f, " (included from {parent})")?;
+                }
+                Ok(())
+            }
+            Location::CommandLine { arg } => write!(f, "command line: {arg}"),
+            Location::Default => write!(f, "default"),
+        }
+    }
+}
+
+/// One `key value` entry. `key` is normalised: lower case, YAML camelCase turned into snake_case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    pub key: String,
+    pub value: String,
+    pub location: Location,
+}
+
+/// Which kind of section a block of properties belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SectionKind {
+    Service,
+    Input,
+    Filter,
+    Output,
+    Parser,
+    MultilineParser,
+}
+
+impl SectionKind {
+    /// Lower-case name as used in messages (`input`, `output`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SectionKind::Service => "service",
+            SectionKind::Input => "input",
+            SectionKind::Filter => "filter",
+            SectionKind::Output => "output",
+            SectionKind::Parser => "parser",
+            SectionKind::MultilineParser => "multiline_parser",
+        }
+    }
+}
+
+/// A section (`[INPUT]`, a YAML list item, a `-i`/`-o`/`-F` group) with its properties in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub kind: SectionKind,
+    /// Where the section starts: the `[OUTPUT]` header, the YAML list item, or the `-o NAME` argument.
+    pub location: Location,
+    pub props: Vec<Property>,
+}
+
+impl Section {
+    /// Empty section of `kind` starting at `location`.
+    pub fn new(kind: SectionKind, location: Location) -> Self {
+        Section {
+            kind,
+            location,
+            props: Vec::new(),
+        }
+    }
+
+    /// The last value set for `key` (keys are compared case-insensitively).
+    pub fn get(&self, key: &str) -> Option<&Property> {
+        self.props
+            .iter()
+            .rev()
+            .find(|p| p.key.eq_ignore_ascii_case(key))
+    }
+
+    /// The plugin name (`Name` property), if set.
+    pub fn plugin_name(&self) -> Option<&str> {
+        self.get("name").map(|p| p.value.as_str())
+    }
+}
+
+/// Everything one configuration (file plus command line) describes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// `[SERVICE]` properties in order (later entries win when a key repeats across sources).
+    pub service: Vec<Property>,
+    pub inputs: Vec<Section>,
+    pub filters: Vec<Section>,
+    pub outputs: Vec<Section>,
+    /// `[PARSER]` sections from parser files or YAML `parsers:`.
+    pub parsers: Vec<Section>,
+    /// `[MULTILINE_PARSER]` sections.
+    pub multiline_parsers: Vec<Section>,
+    /// Non-fatal findings (unknown service keys, unset variables, ...) to log at startup.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl PipelineConfig {
+    /// The last value of a service key, if set.
+    pub fn service_get(&self, key: &str) -> Option<&Property> {
+        self.service
+            .iter()
+            .rev()
+            .find(|p| p.key.eq_ignore_ascii_case(key))
+    }
+}
+
+/// A configuration problem that stops the agent from starting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Error `message` at `location`.
+    pub fn new(location: Location, message: impl Into<String>) -> Self {
+        ConfigError {
+            location,
+            message: message.into(),
+        }
+    }
+}
+
+/// A configuration finding that is logged but does not stop the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every error found in one configuration, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
