@@ -7,13 +7,15 @@ use std::path::PathBuf;
 /// Where a section or property came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// A line of a classic `.conf` file (1-based), possibly reached through `@INCLUDE`.
+    /// A line of a classic `.conf` file (1-based; 0 = the whole file), possibly reached through
+    /// `@INCLUDE`.
     Classic {
         file: PathBuf,
         line: usize,
         included_from: Option<Box<Location>>,
     },
-    /// A node of a YAML file: dotted/indexed path such as `pipeline.outputs[0].stream`.
+    /// A node of a YAML file: dotted/indexed path such as `pipeline.outputs[0].stream`
+    /// (line 0 = the whole file).
     Yaml {
         file: PathBuf,
         path: String,
@@ -29,17 +31,20 @@ pub enum Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        // Line 0 stands for the file as a whole (it could not be opened, or a syntax error
+        // message carries its own position).
+        let parent = match self {
             Location::Classic {
                 file,
                 line,
                 included_from,
             } => {
-                write!(f, "{}:{}", file.display(), line)?;
-                if let Some(parent) = included_from {
-                    write!(f, " (included from {parent})")?;
+                if *line == 0 {
+                    write!(f, "{}", file.display())?;
+                } else {
+                    write!(f, "{}:{}", file.display(), line)?;
                 }
-                Ok(())
+                included_from
             }
             Location::Yaml {
                 file,
@@ -48,22 +53,27 @@ impl fmt::Display for Location {
                 column,
                 included_from,
             } => {
-                write!(
-                    f,
-                    "{}: {} (line {}, column {})",
-                    file.display(),
-                    path,
-                    line,
-                    column
-                )?;
-                if let Some(parent) = included_from {
-                    write!(f, " (included from {parent})")?;
+                if *line == 0 {
+                    write!(f, "{}", file.display())?;
+                } else {
+                    write!(
+                        f,
+                        "{}: {} (line {}, column {})",
+                        file.display(),
+                        path,
+                        line,
+                        column
+                    )?;
                 }
-                Ok(())
+                included_from
             }
-            Location::CommandLine { arg } => write!(f, "command line: {arg}"),
-            Location::Default => write!(f, "default"),
+            Location::CommandLine { arg } => return write!(f, "command line: {arg}"),
+            Location::Default => return write!(f, "default"),
+        };
+        if let Some(parent) = parent {
+            write!(f, " (included from {parent})")?;
         }
+        Ok(())
     }
 }
 
@@ -150,6 +160,44 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// Every section (service excluded) in a fixed order: inputs, filters, outputs, parsers,
+    /// multiline parsers.
+    pub fn sections(&self) -> impl Iterator<Item = &Section> {
+        self.inputs
+            .iter()
+            .chain(&self.filters)
+            .chain(&self.outputs)
+            .chain(&self.parsers)
+            .chain(&self.multiline_parsers)
+    }
+
+    /// Every property of the configuration, service first, for passes over all values
+    /// (variable substitution).
+    pub fn properties_mut(&mut self) -> impl Iterator<Item = &mut Property> {
+        self.service.iter_mut().chain(
+            self.inputs
+                .iter_mut()
+                .chain(&mut self.filters)
+                .chain(&mut self.outputs)
+                .chain(&mut self.parsers)
+                .chain(&mut self.multiline_parsers)
+                .flat_map(|s| s.props.iter_mut()),
+        )
+    }
+
+    /// The section list a kind of section is stored in (`None` for `Service`, which is a flat
+    /// property list).
+    pub fn sections_of_mut(&mut self, kind: SectionKind) -> Option<&mut Vec<Section>> {
+        match kind {
+            SectionKind::Service => None,
+            SectionKind::Input => Some(&mut self.inputs),
+            SectionKind::Filter => Some(&mut self.filters),
+            SectionKind::Output => Some(&mut self.outputs),
+            SectionKind::Parser => Some(&mut self.parsers),
+            SectionKind::MultilineParser => Some(&mut self.multiline_parsers),
+        }
+    }
+
     /// The last value of a service key, if set.
     pub fn service_get(&self, key: &str) -> Option<&Property> {
         self.service
@@ -165,6 +213,17 @@ impl PipelineConfig {
 pub struct ConfigError {
     pub location: Location,
     pub message: String,
+}
+
+impl Location {
+    /// Location of a classic file line, not reached through `@INCLUDE`.
+    pub fn classic(file: impl Into<PathBuf>, line: usize) -> Self {
+        Location::Classic {
+            file: file.into(),
+            line,
+            included_from: None,
+        }
+    }
 }
 
 impl ConfigError {

@@ -1,0 +1,461 @@
+//! The engine: runs inputs, seals their chunks every `Flush` seconds, routes each chunk to the
+//! matching outputs, runs each output's worker pool, schedules retries with Fluent Bit's
+//! backoff, and shuts down gracefully within `Grace` seconds.
+//!
+//! Accounting invariant: `inflight` counts route tasks not yet finished and `pending_records`
+//! the records of those tasks not yet done; both reach zero exactly when everything routed has
+//! been delivered or deliberately dropped.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kb_config::values::RetryLimit;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::chunk::{Chunk, Progress};
+use crate::input::{InputContext, InputState};
+use crate::metrics::{self, Metrics, OutputMetrics};
+use crate::plugin::{Filter, FlushResult, Input, Output, OutputWorker, PluginError};
+use crate::retry::{may_retry, Backoff};
+use crate::tag::TagMatcher;
+
+/// Service-level settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `Flush`: how often open chunks are sealed and dispatched.
+    pub flush: Duration,
+    /// `Grace`: how long shutdown waits for pending flushes; inputs get half of it.
+    pub grace: Duration,
+    /// `scheduler.base` / `scheduler.cap`.
+    pub backoff: Backoff,
+    /// A chunk is sealed early once it holds this many bytes.
+    pub chunk_max_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            flush: Duration::from_secs(1),
+            grace: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            chunk_max_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// An input instance ready to run.
+pub struct InputInstance {
+    /// `alias` or `<plugin>.<n>`.
+    pub name: String,
+    pub tag: String,
+    /// `Mem_Buf_Limit` in bytes.
+    pub mem_buf_limit: Option<usize>,
+    pub plugin: Box<dyn Input>,
+}
+
+/// A filter instance.
+pub struct FilterInstance {
+    pub name: String,
+    pub matcher: TagMatcher,
+    pub plugin: Box<dyn Filter>,
+}
+
+/// An output instance ready to run.
+pub struct OutputInstance {
+    pub name: String,
+    pub matcher: TagMatcher,
+    pub retry_limit: RetryLimit,
+    pub workers: usize,
+    pub plugin: Arc<dyn Output>,
+}
+
+/// What shutdown left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineReport {
+    /// Route tasks still unfinished when `Grace` ran out.
+    pub unfinished_tasks: usize,
+    /// Records of those tasks that were never delivered (lost: memory buffering only).
+    pub lost_records: usize,
+}
+
+struct Task {
+    chunk: Arc<Chunk>,
+    progress: Progress,
+    retries: u32,
+}
+
+struct Route {
+    name: Arc<str>,
+    matcher: TagMatcher,
+    retry_limit: RetryLimit,
+    tx: mpsc::UnboundedSender<Task>,
+    metrics: Arc<OutputMetrics>,
+}
+
+/// State shared by the engine, inputs and workers.
+pub(crate) struct Shared {
+    pub(crate) config: EngineConfig,
+    pub(crate) filters: Vec<FilterInstance>,
+    routes: Vec<Route>,
+    inputs: Mutex<Vec<Arc<InputState>>>,
+    inflight: AtomicUsize,
+    pending_records: AtomicUsize,
+    idle: Notify,
+    exit_requested: AtomicBool,
+    exit: Notify,
+    draining: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Route a sealed chunk to every matching output.
+    pub(crate) fn dispatch(&self, chunk: Chunk) {
+        let chunk = Arc::new(chunk);
+        let mut routed = false;
+        for route in self.routes.iter().filter(|r| r.matcher.matches(&chunk.tag)) {
+            routed = true;
+            self.inflight.fetch_add(1, Ordering::AcqRel);
+            self.pending_records
+                .fetch_add(chunk.records, Ordering::AcqRel);
+            let task = Task {
+                progress: Progress::new(chunk.records),
+                chunk: chunk.clone(),
+                retries: 0,
+            };
+            if let Err(mpsc::error::SendError(task)) = route.tx.send(task) {
+                // The output already stopped (end of shutdown): what it would get is lost.
+                self.finish(&task);
+            }
+        }
+        if !routed {
+            tracing::debug!(target: "router",
+                "no output matches tag '{}': {} records discarded", chunk.tag, chunk.records);
+        }
+    }
+
+    fn record_done(&self, n: usize) {
+        self.pending_records.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// A route task ends: its still-pending records stop counting as pending.
+    fn finish(&self, task: &Task) {
+        self.record_done(task.progress.pending_count());
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn request_exit(&self) {
+        self.exit_requested.store(true, Ordering::Release);
+        self.exit.notify_one();
+    }
+
+    fn seal_all(&self) {
+        let inputs = self
+            .inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for input in inputs {
+            for chunk in input.seal_all() {
+                self.dispatch(chunk);
+            }
+        }
+    }
+}
+
+/// The pipeline: inputs, filters and outputs wired by tag.
+pub struct Engine {
+    config: EngineConfig,
+    inputs: Vec<InputInstance>,
+    filters: Vec<FilterInstance>,
+    outputs: Vec<OutputInstance>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// An engine with no instances yet.
+    pub fn new(config: EngineConfig) -> Self {
+        Engine {
+            config,
+            inputs: Vec::new(),
+            filters: Vec::new(),
+            outputs: Vec::new(),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// Add an input.
+    pub fn add_input(&mut self, input: InputInstance) {
+        self.inputs.push(input);
+    }
+
+    /// Add a filter (filters run in the order added).
+    pub fn add_filter(&mut self, filter: FilterInstance) {
+        self.filters.push(filter);
+    }
+
+    /// Add an output.
+    pub fn add_output(&mut self, output: OutputInstance) {
+        self.outputs.push(output);
+    }
+
+    /// The counters of every instance, readable while the engine runs.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Run until `shutdown` resolves or an input asks to exit, then shut down gracefully.
+    /// Fails at start when an output cannot create its workers.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<EngineReport, PluginError> {
+        let Engine {
+            config,
+            inputs,
+            filters,
+            outputs,
+            metrics,
+        } = self;
+
+        // Create every worker before anything runs, so a broken output fails the start.
+        let mut receivers = Vec::new();
+        let mut routes = Vec::new();
+        for out in &outputs {
+            let mut workers = Vec::new();
+            for i in 0..out.workers.max(1) {
+                workers.push(out.plugin.new_worker(i).await.map_err(|e| {
+                    PluginError::new(format!("[output {}] cannot start: {e}", out.name))
+                })?);
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            receivers.push((rx, workers));
+            routes.push(Route {
+                name: Arc::from(out.name.as_str()),
+                matcher: out.matcher.clone(),
+                retry_limit: out.retry_limit,
+                tx,
+                metrics: metrics.output(&out.name),
+            });
+        }
+
+        let (draining, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            filters,
+            routes,
+            inputs: Mutex::new(Vec::new()),
+            inflight: AtomicUsize::new(0),
+            pending_records: AtomicUsize::new(0),
+            idle: Notify::new(),
+            exit_requested: AtomicBool::new(false),
+            exit: Notify::new(),
+            draining,
+        });
+
+        let mut worker_set = JoinSet::new();
+        for (route_idx, (rx, workers)) in receivers.into_iter().enumerate() {
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for (i, worker) in workers.into_iter().enumerate() {
+                let span = tracing::info_span!("plugin",
+                    component = %format!("output:{}", shared.routes[route_idx].name));
+                worker_set.spawn(
+                    run_worker(shared.clone(), route_idx, rx.clone(), worker, i).instrument(span),
+                );
+            }
+        }
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut input_set = JoinSet::new();
+        for input in inputs {
+            let state = Arc::new(InputState::new(
+                &input.name,
+                &input.tag,
+                input.mem_buf_limit,
+                metrics.input(&input.name),
+            ));
+            shared
+                .inputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(state.clone());
+            let ctx = InputContext {
+                state,
+                shared: shared.clone(),
+                stop: stop_rx.clone(),
+            };
+            let name = input.name.clone();
+            let span = tracing::info_span!("plugin", component = %format!("input:{name}"));
+            input_set.spawn(
+                async move {
+                    if let Err(e) = input.plugin.run(ctx).await {
+                        tracing::error!("{e}");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+
+        let flusher = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(shared.config.flush);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    shared.seal_all();
+                }
+            })
+        };
+
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => {}
+            _ = shared.exit.notified() => {}
+        }
+
+        let grace = config.grace;
+        tracing::info!(target: "engine", "service will shutdown in max {} seconds", grace.as_secs());
+        let deadline = tokio::time::Instant::now() + grace;
+        // Inputs get half of the grace period to finish what they are reading.
+        let _ = stop_tx.send(true);
+        let input_deadline = tokio::time::Instant::now() + grace / 2;
+        loop {
+            tokio::select! {
+                r = input_set.join_next() => if r.is_none() { break },
+                _ = tokio::time::sleep_until(input_deadline) => {
+                    tracing::warn!(target: "engine", "inputs did not stop in time; stopping them");
+                    input_set.abort_all();
+                    break;
+                }
+            }
+        }
+        tracing::info!(target: "engine", "pausing all inputs..");
+        flusher.abort();
+        shared.seal_all();
+        let _ = shared.draining.send(true);
+
+        loop {
+            let idle = shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if shared.inflight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = idle => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let report = EngineReport {
+            unfinished_tasks: shared.inflight.load(Ordering::Acquire),
+            lost_records: shared.pending_records.load(Ordering::Acquire),
+        };
+        worker_set.abort_all();
+        while worker_set.join_next().await.is_some() {}
+        if report.unfinished_tasks > 0 {
+            tracing::warn!(target: "engine",
+                "grace period ended with {} pending tasks: {} records not delivered",
+                report.unfinished_tasks, report.lost_records);
+        }
+        tracing::info!(target: "engine", "service has stopped ({} pending tasks)", report.unfinished_tasks);
+        Ok(report)
+    }
+}
+
+async fn run_worker(
+    shared: Arc<Shared>,
+    route_idx: usize,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Task>>>,
+    mut worker: Box<dyn OutputWorker>,
+    index: usize,
+) {
+    let mut rng = fastrand::Rng::new();
+    loop {
+        let task = { rx.lock().await.recv().await };
+        let Some(mut task) = task else { break };
+        let route = &shared.routes[route_idx];
+        let m = &route.metrics;
+        let before = task.progress.done_count();
+        let result = worker.flush(&task.chunk, &mut task.progress).await;
+        let newly_done = task.progress.done_count() - before;
+        let chunk_id = task.chunk.id;
+        match result {
+            FlushResult::Ok => {
+                let delivered = task.progress.pending_count() + newly_done;
+                metrics::add(&m.proc_records, delivered as u64);
+                metrics::add(&m.proc_bytes, task.chunk.size() as u64);
+                shared.record_done(newly_done);
+                if task.retries > 0 {
+                    tracing::info!(target: "engine",
+                        "flush chunk '{chunk_id}' succeeded at retry {}: input={} > output={} (worker {index})",
+                        task.retries, task.chunk.input, route.name);
+                }
+                // finish() retires the still-pending records: they were just delivered.
+                shared.finish(&task);
+            }
+            FlushResult::Retry if task.progress.is_complete() => {
+                metrics::add(&m.proc_records, newly_done as u64);
+                shared.record_done(newly_done);
+                shared.finish(&task);
+            }
+            FlushResult::Retry => {
+                metrics::add(&m.proc_records, newly_done as u64);
+                shared.record_done(newly_done);
+                if may_retry(route.retry_limit, task.retries) {
+                    task.retries += 1;
+                    metrics::add(&m.retries, 1);
+                    let draining = *shared.draining.borrow();
+                    let delay = if draining {
+                        Duration::from_secs(1)
+                    } else {
+                        shared.config.backoff.delay(task.retries, &mut rng)
+                    };
+                    tracing::warn!(target: "engine",
+                        "failed to flush chunk '{chunk_id}', retry in {} seconds: input={} > output={} ({} of {} records pending)",
+                        delay.as_secs(), task.chunk.input, route.name,
+                        task.progress.pending_count(), task.progress.total());
+                    schedule_retry(shared.clone(), route_idx, task, delay);
+                } else {
+                    let pending = task.progress.pending_count();
+                    metrics::add(&m.retries_failed, 1);
+                    metrics::add(&m.dropped_records, pending as u64);
+                    tracing::error!(target: "engine",
+                        "chunk '{chunk_id}' cannot be retried: input={} > output={}; {pending} records dropped",
+                        task.chunk.input, route.name);
+                    shared.finish(&task);
+                }
+            }
+            FlushResult::Error => {
+                metrics::add(&m.proc_records, newly_done as u64);
+                shared.record_done(newly_done);
+                let pending = task.progress.pending_count();
+                metrics::add(&m.errors, 1);
+                metrics::add(&m.dropped_records, pending as u64);
+                tracing::error!(target: "engine",
+                    "chunk '{chunk_id}' could not be delivered: input={} > output={}; {pending} records dropped",
+                    task.chunk.input, route.name);
+                shared.finish(&task);
+            }
+        }
+    }
+}
+
+/// Re-queue `task` after `delay`, or at once when shutdown starts draining.
+fn schedule_retry(shared: Arc<Shared>, route_idx: usize, task: Task, delay: Duration) {
+    let mut draining = shared.draining.subscribe();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = draining.wait_for(|d| *d) => {}
+        }
+        if let Err(mpsc::error::SendError(task)) = shared.routes[route_idx].tx.send(task) {
+            shared.finish(&task);
+        }
+    });
+}

@@ -1,0 +1,242 @@
+//! What an input sees of the engine: appending events (buffered per tag into open chunks),
+//! waiting while its `Mem_Buf_Limit` is exceeded, and learning that it must stop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use crate::chunk::Chunk;
+use crate::engine::Shared;
+use crate::metrics::{self, InputMetrics};
+
+/// Bytes an input holds in memory (open plus sealed-but-undelivered chunks) against its limit.
+#[derive(Debug)]
+pub struct MemAccount {
+    used: AtomicUsize,
+    limit: Option<usize>,
+    released: Notify,
+}
+
+impl MemAccount {
+    /// An account with an optional limit in bytes.
+    pub fn new(limit: Option<usize>) -> Self {
+        MemAccount {
+            used: AtomicUsize::new(0),
+            limit,
+            released: Notify::new(),
+        }
+    }
+
+    pub(crate) fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    pub(crate) fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
+
+    /// Bytes currently held.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Whether the input is over its limit and must pause.
+    pub fn is_over(&self) -> bool {
+        self.limit.is_some_and(|l| self.used() >= l)
+    }
+}
+
+struct OpenChunk {
+    buf: Vec<u8>,
+    records: usize,
+}
+
+/// One input instance's state shared by its task and the engine's flush timer.
+pub(crate) struct InputState {
+    pub(crate) name: Arc<str>,
+    pub(crate) tag: Arc<str>,
+    pub(crate) account: Arc<MemAccount>,
+    pub(crate) metrics: Arc<InputMetrics>,
+    open: Mutex<HashMap<Arc<str>, OpenChunk>>,
+    paused: AtomicBool,
+}
+
+impl InputState {
+    pub(crate) fn new(
+        name: &str,
+        tag: &str,
+        limit: Option<usize>,
+        metrics: Arc<InputMetrics>,
+    ) -> Self {
+        InputState {
+            name: Arc::from(name),
+            tag: Arc::from(tag),
+            account: Arc::new(MemAccount::new(limit)),
+            metrics,
+            open: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    /// Seal every open chunk (the flush timer and shutdown call this).
+    pub(crate) fn seal_all(&self) -> Vec<Chunk> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.drain()
+            .filter(|(_, c)| c.records > 0)
+            .map(|(tag, c)| self.seal(tag, c))
+            .collect()
+    }
+
+    fn seal(&self, tag: Arc<str>, c: OpenChunk) -> Chunk {
+        Chunk::with_account(
+            tag,
+            Bytes::from(c.buf),
+            c.records,
+            self.name.clone(),
+            self.account.clone(),
+        )
+    }
+
+    /// Buffer `events`; returns a chunk when the tag's open chunk reached `max` bytes.
+    fn append(&self, tag: &str, events: &[u8], records: usize, max: usize) -> Option<Chunk> {
+        self.account.add(events.len());
+        metrics::add(&self.metrics.records, records as u64);
+        metrics::add(&self.metrics.bytes, events.len() as u64);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let key: Arc<str> = match open.get_key_value(tag) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(tag),
+        };
+        let c = open.entry(key.clone()).or_insert_with(|| OpenChunk {
+            buf: Vec::with_capacity(events.len().max(4096)),
+            records: 0,
+        });
+        c.buf.extend_from_slice(events);
+        c.records += records;
+        if c.buf.len() >= max {
+            let c = open.remove(&key)?;
+            return Some(self.seal(key, c));
+        }
+        None
+    }
+}
+
+/// The handle an input uses to produce events.
+#[derive(Clone)]
+pub struct InputContext {
+    pub(crate) state: Arc<InputState>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl InputContext {
+    /// Instance name (`alias` or `<plugin>.<n>`).
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The instance's tag (`Tag`, or the instance name when unset).
+    pub fn tag(&self) -> &str {
+        &self.state.tag
+    }
+
+    /// Append `records` pre-encoded events with this input's tag.
+    pub fn append(&self, events: &[u8], records: usize) {
+        let tag = self.state.tag.clone();
+        self.append_tagged(&tag, events, records);
+    }
+
+    /// Append `records` pre-encoded events under `tag`. Filters matching the tag run first.
+    pub fn append_tagged(&self, tag: &str, events: &[u8], records: usize) {
+        if records == 0 {
+            return;
+        }
+        let mut owned: Option<Vec<u8>> = None;
+        let mut count = records;
+        for f in self
+            .shared
+            .filters
+            .iter()
+            .filter(|f| f.matcher.matches(tag))
+        {
+            let mut out = Vec::new();
+            if let Some(n) = f
+                .plugin
+                .filter(tag, owned.as_deref().unwrap_or(events), &mut out)
+            {
+                owned = Some(out);
+                count = n;
+            }
+        }
+        let data = owned.as_deref().unwrap_or(events);
+        if count == 0 {
+            return;
+        }
+        if let Some(chunk) = self
+            .state
+            .append(tag, data, count, self.shared.config.chunk_max_bytes)
+        {
+            self.shared.dispatch(chunk);
+        }
+    }
+
+    /// Whether the input is over its `Mem_Buf_Limit`.
+    pub fn is_paused(&self) -> bool {
+        self.state.account.is_over()
+    }
+
+    /// Wait until the input may produce more: returns at once when under `Mem_Buf_Limit`,
+    /// otherwise when enough buffered data was delivered, or when the engine stops.
+    pub async fn ready(&self) {
+        let account = &self.state.account;
+        let mut stop = self.stop.clone();
+        loop {
+            let released = account.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if !account.is_over() || *stop.borrow() {
+                if self.state.paused.swap(false, Ordering::AcqRel) {
+                    tracing::info!(target: "input", "{} resume (mem buf overlimit)", self.name());
+                }
+                return;
+            }
+            if !self.state.paused.swap(true, Ordering::AcqRel) {
+                tracing::warn!(target: "input", "{} paused (mem buf overlimit)", self.name());
+            }
+            tokio::select! {
+                _ = released => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Whether the engine asked inputs to stop.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves when the engine asks inputs to stop.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Ask the whole agent to deliver what it has and exit, as Fluent Bit does when its stdin
+    /// input reaches end of file.
+    pub fn request_exit(&self) {
+        self.shared.request_exit();
+    }
+
+    /// Bytes this input holds in memory.
+    pub fn buffered_bytes(&self) -> usize {
+        self.state.account.used()
+    }
+}

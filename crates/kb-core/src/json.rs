@@ -1,0 +1,810 @@
+//! MessagePack → JSON, byte-identical to Fluent Bit's `flb_msgpack_to_json` wherever Fluent Bit
+//! produces valid JSON, and valid JSON where it does not (spec `kinesis_streams.md` §2.2).
+//!
+//! This is the per-record hot path, so the msgpack is walked by hand straight from the byte
+//! slice (no `rmpv::Value` tree) and the common case allocates nothing per value: duplicate-key
+//! bookkeeping lives in thread-local scratch vectors that are reused across calls.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+/// Containers nested deeper than this are refused, so hostile input cannot overflow the stack.
+pub const MAX_DEPTH: usize = 512;
+
+/// Output options; mirrors Fluent Bit's service settings that affect JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonOptions {
+    /// `json.escape_unicode`: write every non-ASCII code point as `\uXXXX` (default true).
+    pub escape_unicode: bool,
+}
+
+impl Default for JsonOptions {
+    fn default() -> Self {
+        // Fluent Bit's default (`src/flb_config.c`): escaping on.
+        JsonOptions {
+            escape_unicode: true,
+        }
+    }
+}
+
+/// Why a msgpack value could not be converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// The input ends in the middle of a value.
+    #[error("msgpack input ends in the middle of a value")]
+    Truncated,
+    /// A byte that is not a msgpack marker (only 0xc1) where a value should start.
+    #[error("invalid msgpack marker byte 0x{0:02x}")]
+    InvalidMarker(u8),
+    /// Arrays/maps nested deeper than [`MAX_DEPTH`].
+    #[error("msgpack value nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Counters the caller turns into (rate-limited) warnings; accumulated across calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonStats {
+    /// Invalid UTF-8 sequences replaced by U+FFFD (one per maximal invalid subsequence).
+    pub invalid_utf8: u32,
+}
+
+/// Write the msgpack value at the start of `input` as JSON, appending to `out`; returns bytes consumed.
+///
+/// On error `out` may hold partial output: the caller truncates it back to its previous
+/// length. Values of duplicate map keys that end up dropped are still converted first, so
+/// their invalid UTF-8 is counted in `stats` too.
+pub fn write_json(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    opts: &JsonOptions,
+    stats: &mut JsonStats,
+) -> Result<usize, JsonError> {
+    // Take the reusable scratch out of the thread-local for the duration of the call (no
+    // borrow is held across user code, and a panic merely loses the buffers).
+    let mut entries = SCRATCH_ENTRIES.take();
+    let mut hashes = SCRATCH_HASHES.take();
+    entries.clear();
+    let mut w = Writer {
+        input,
+        pos: 0,
+        escape_unicode: opts.escape_unicode,
+        stats,
+        entries: &mut entries,
+        hashes: &mut hashes,
+    };
+    let result = w.value(out, 0).map(|()| w.pos);
+    // Keep the capacity for the next record, but do not pin an unusually large allocation.
+    if entries.capacity() <= 4096 {
+        SCRATCH_ENTRIES.set(entries);
+    }
+    if hashes.capacity() <= 4096 {
+        SCRATCH_HASHES.set(hashes);
+    }
+    result
+}
+
+/// Same, for a string/bin payload only (used by log_key later): escapes a raw byte string as JSON string content including quotes.
+pub fn write_json_string(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    opts: &JsonOptions,
+    stats: &mut JsonStats,
+) {
+    write_string(bytes, out, opts.escape_unicode, stats);
+}
+
+/// Write a double the way Fluent Bit does (`%.1f` if integral within i64, else `%.16g`); NaN/±Inf → `null`.
+pub fn write_f64(v: f64, out: &mut Vec<u8>) {
+    if !v.is_finite() {
+        // FB writes `nan`/`inf`, which is not JSON.
+        out.extend_from_slice(b"null");
+        return;
+    }
+    // FB tests `v == (double)(long long)v`; this is the same test without the C cast's UB.
+    if v == v.trunc() && (-9223372036854775808.0..9223372036854775808.0).contains(&v) {
+        // `%.1f` of an integral value in i64 range: the integer, then ".0"; `as` is exact here.
+        if v.is_sign_negative() && v == 0.0 {
+            out.extend_from_slice(b"-0.0");
+        } else {
+            write_i64(v as i64, out);
+            out.extend_from_slice(b".0");
+        }
+        return;
+    }
+    write_g16(v, out);
+}
+
+/// Length of the msgpack value at the start of `input`, without decoding it (no depth limit).
+pub fn skip_value(input: &[u8]) -> Result<usize, JsonError> {
+    let mut r = Reader { input, pos: 0 };
+    // Iterative: count the values still to be skipped instead of recursing.
+    let mut remaining: u64 = 1;
+    while remaining > 0 {
+        remaining -= 1;
+        match r.head()? {
+            Head::Array(n) => remaining += n as u64,
+            Head::Map(n) => remaining += 2 * n as u64,
+            _ => {}
+        }
+        // Every value takes at least one byte, so an impossible count fails early.
+        if remaining > (input.len() - r.pos) as u64 {
+            return Err(JsonError::Truncated);
+        }
+    }
+    Ok(r.pos)
+}
+
+// ---------------------------------------------------------------------------------------------
+// msgpack decoding
+
+/// One decoded msgpack header; payloads borrow from the input.
+enum Head<'a> {
+    Nil,
+    Bool(bool),
+    Uint(u64),
+    Int(i64),
+    Float(f64),
+    Str(&'a [u8]),
+    Bin(&'a [u8]),
+    /// Only the data bytes: the type byte is not written.
+    Ext(&'a [u8]),
+    Array(usize),
+    Map(usize),
+}
+
+struct Reader<'a> {
+    input: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], JsonError> {
+        let end = self.pos.checked_add(n).ok_or(JsonError::Truncated)?;
+        let s = self.input.get(self.pos..end).ok_or(JsonError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    #[inline]
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], JsonError> {
+        let s = self.take(N)?;
+        Ok(s.try_into().expect("take returned N bytes"))
+    }
+
+    #[inline]
+    fn u8(&mut self) -> Result<u8, JsonError> {
+        Ok(self.arr::<1>()?[0])
+    }
+
+    #[inline]
+    fn u16(&mut self) -> Result<usize, JsonError> {
+        Ok(u16::from_be_bytes(self.arr()?) as usize)
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<usize, JsonError> {
+        Ok(u32::from_be_bytes(self.arr()?) as usize)
+    }
+
+    /// Ext payload: skip the type byte, return the data.
+    #[inline]
+    fn ext(&mut self, len: usize) -> Result<Head<'a>, JsonError> {
+        self.take(1)?;
+        Ok(Head::Ext(self.take(len)?))
+    }
+
+    fn head(&mut self) -> Result<Head<'a>, JsonError> {
+        let m = self.u8()?;
+        Ok(match m {
+            0x00..=0x7f => Head::Uint(m as u64),
+            0x80..=0x8f => Head::Map((m & 0x0f) as usize),
+            0x90..=0x9f => Head::Array((m & 0x0f) as usize),
+            0xa0..=0xbf => Head::Str(self.take((m & 0x1f) as usize)?),
+            0xc0 => Head::Nil,
+            0xc1 => return Err(JsonError::InvalidMarker(m)),
+            0xc2 => Head::Bool(false),
+            0xc3 => Head::Bool(true),
+            0xc4 => {
+                let n = self.u8()? as usize;
+                Head::Bin(self.take(n)?)
+            }
+            0xc5 => {
+                let n = self.u16()?;
+                Head::Bin(self.take(n)?)
+            }
+            0xc6 => {
+                let n = self.u32()?;
+                Head::Bin(self.take(n)?)
+            }
+            0xc7 => {
+                let n = self.u8()? as usize;
+                self.ext(n)?
+            }
+            0xc8 => {
+                let n = self.u16()?;
+                self.ext(n)?
+            }
+            0xc9 => {
+                let n = self.u32()?;
+                self.ext(n)?
+            }
+            // float32 is widened to double first, as msgpack-c does.
+            0xca => Head::Float(f32::from_be_bytes(self.arr()?) as f64),
+            0xcb => Head::Float(f64::from_be_bytes(self.arr()?)),
+            0xcc => Head::Uint(self.u8()? as u64),
+            0xcd => Head::Uint(u16::from_be_bytes(self.arr()?) as u64),
+            0xce => Head::Uint(u32::from_be_bytes(self.arr()?) as u64),
+            0xcf => Head::Uint(u64::from_be_bytes(self.arr()?)),
+            0xd0 => Head::Int(i8::from_be_bytes(self.arr()?) as i64),
+            0xd1 => Head::Int(i16::from_be_bytes(self.arr()?) as i64),
+            0xd2 => Head::Int(i32::from_be_bytes(self.arr()?) as i64),
+            0xd3 => Head::Int(i64::from_be_bytes(self.arr()?)),
+            0xd4 => self.ext(1)?,
+            0xd5 => self.ext(2)?,
+            0xd6 => self.ext(4)?,
+            0xd7 => self.ext(8)?,
+            0xd8 => self.ext(16)?,
+            0xd9 => {
+                let n = self.u8()? as usize;
+                Head::Str(self.take(n)?)
+            }
+            0xda => {
+                let n = self.u16()?;
+                Head::Str(self.take(n)?)
+            }
+            0xdb => {
+                let n = self.u32()?;
+                Head::Str(self.take(n)?)
+            }
+            0xdc => Head::Array(self.u16()?),
+            0xdd => Head::Array(self.u32()?),
+            0xde => Head::Map(self.u16()?),
+            0xdf => Head::Map(self.u32()?),
+            0xe0..=0xff => Head::Int(m as i8 as i64),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer
+
+/// One written map entry, remembered until the map is closed to find duplicate keys.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The key's raw msgpack bytes in the input.
+    key_start: usize,
+    key_end: usize,
+    /// Where the entry's `"key":value` text starts in `out`.
+    out_start: usize,
+}
+
+thread_local! {
+    static SCRATCH_ENTRIES: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
+    static SCRATCH_HASHES: Cell<Vec<u64>> = const { Cell::new(Vec::new()) };
+}
+
+/// Up to this many keys, duplicates are looked for by comparing every pair; above it, by
+/// sorting key hashes (cheaper than n²/2 comparisons, and allocation-free with the scratch).
+const QUADRATIC_MAX: usize = 16;
+
+struct Writer<'a, 's> {
+    input: &'a [u8],
+    pos: usize,
+    escape_unicode: bool,
+    stats: &'s mut JsonStats,
+    /// A stack shared by all nesting levels: each open map pushes its entries above its
+    /// parent's and pops them when it closes.
+    entries: &'s mut Vec<Entry>,
+    hashes: &'s mut Vec<u64>,
+}
+
+impl<'a> Writer<'a, '_> {
+    #[inline]
+    fn head(&mut self) -> Result<Head<'a>, JsonError> {
+        let mut r = Reader {
+            input: self.input,
+            pos: self.pos,
+        };
+        let h = r.head()?;
+        self.pos = r.pos;
+        Ok(h)
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+        match self.head()? {
+            Head::Nil => out.extend_from_slice(b"null"),
+            Head::Bool(true) => out.extend_from_slice(b"true"),
+            Head::Bool(false) => out.extend_from_slice(b"false"),
+            Head::Uint(v) => write_u64(v, out),
+            Head::Int(v) => write_i64(v, out),
+            Head::Float(v) => write_f64(v, out),
+            Head::Str(s) | Head::Bin(s) => write_string(s, out, self.escape_unicode, self.stats),
+            Head::Ext(data) => write_ext(data, out),
+            Head::Array(n) => {
+                if depth >= MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                self.check_count(n)?;
+                out.push(b'[');
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.value(out, depth + 1)?;
+                }
+                out.push(b']');
+            }
+            Head::Map(n) => {
+                if depth >= MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                self.check_count(n.saturating_mul(2))?;
+                self.map(n, out, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fail early on a count the remaining input cannot hold (each value takes ≥ 1 byte),
+    /// rather than after pushing up to 2³² scratch entries.
+    #[inline]
+    fn check_count(&self, n: usize) -> Result<(), JsonError> {
+        if n > self.input.len() - self.pos {
+            return Err(JsonError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, n: usize, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+        out.push(b'{');
+        let body_start = out.len();
+        let base = self.entries.len();
+        // Write every entry optimistically: duplicates are rare, and removing them afterwards
+        // from `out` costs one memmove, while pre-scanning would re-walk every nested value.
+        for i in 0..n {
+            if i > 0 {
+                out.push(b',');
+            }
+            let out_start = out.len();
+            let key_start = self.pos;
+            self.key(out, depth)?;
+            let key_end = self.pos;
+            out.push(b':');
+            self.value(out, depth)?;
+            self.entries.push(Entry {
+                key_start,
+                key_end,
+                out_start,
+            });
+        }
+        if n > 1 {
+            self.drop_duplicates(base, body_start, out);
+        }
+        self.entries.truncate(base);
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// Keys are always JSON strings: FB writes non-string keys as bare text, which is not JSON.
+    fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+        let start = self.pos;
+        match self.head()? {
+            // Already written as JSON strings.
+            Head::Str(_) | Head::Bin(_) | Head::Ext(_) => {
+                self.pos = start;
+                self.value(out, depth)
+            }
+            // Their text needs no escaping (digits, sign, '.', 'e', letters).
+            Head::Nil | Head::Bool(_) | Head::Uint(_) | Head::Int(_) | Head::Float(_) => {
+                self.pos = start;
+                out.push(b'"');
+                self.value(out, depth)?;
+                out.push(b'"');
+                Ok(())
+            }
+            // Rare: render the container's JSON text, then write that text as a string.
+            Head::Array(_) | Head::Map(_) => {
+                self.pos = start;
+                let mut text = Vec::new();
+                self.value(&mut text, depth)?;
+                // `text` is valid UTF-8 already, so this cannot count invalid UTF-8 twice.
+                write_string(&text, out, self.escape_unicode, self.stats);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keep only the last occurrence of each key, at its own position (FB's
+    /// `key_exists_in_map`, applied at every level).
+    fn drop_duplicates(&mut self, base: usize, body_start: usize, out: &mut Vec<u8>) {
+        let entries = &self.entries[base..];
+        let input = self.input;
+        let ident = |e: &Entry| key_identity(&input[e.key_start..e.key_end]);
+        let n = entries.len();
+
+        let maybe_dup = if n <= QUADRATIC_MAX {
+            (0..n).any(|i| {
+                let a = ident(&entries[i]);
+                entries[i + 1..].iter().any(|e| ident(e) == a)
+            })
+        } else {
+            let hashes = &mut *self.hashes;
+            hashes.clear();
+            hashes.extend(entries.iter().map(|e| hash_identity(ident(e))));
+            hashes.sort_unstable();
+            hashes.windows(2).any(|w| w[0] == w[1])
+        };
+        if !maybe_dup {
+            return;
+        }
+
+        // Slow path (a duplicate, or a hash collision): decide exactly which entries to keep.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| ident(&entries[a]).cmp(&ident(&entries[b])).then(a.cmp(&b)));
+        let mut keep = vec![true; n];
+        for w in order.windows(2) {
+            if ident(&entries[w[0]]) == ident(&entries[w[1]]) {
+                keep[w[0]] = false; // a later entry has the same key
+            }
+        }
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+
+        // Compact the kept `"key":value` texts leftwards over the dropped ones.
+        let body_end = out.len();
+        let mut dst = body_start;
+        let mut first = true;
+        for i in 0..n {
+            let src = entries[i].out_start;
+            // Each next entry starts right after the ',' that ends this one.
+            let end = entries.get(i + 1).map_or(body_end, |e| e.out_start - 1);
+            if !keep[i] {
+                continue;
+            }
+            if !first {
+                out[dst] = b',';
+                dst += 1;
+            }
+            first = false;
+            out.copy_within(src..end, dst);
+            dst += end - src;
+        }
+        out.truncate(dst);
+    }
+}
+
+/// What makes two keys "the same": string keys by their bytes (as FB compares them), any other
+/// key by its raw msgpack encoding (FB never merges those; we do, so the JSON has no duplicates
+/// from e.g. two `1` keys).
+#[inline]
+fn key_identity(raw: &[u8]) -> (bool, &[u8]) {
+    let mut r = Reader { input: raw, pos: 0 };
+    match r.head() {
+        Ok(Head::Str(s)) => (true, s),
+        _ => (false, raw),
+    }
+}
+
+/// A cheap non-cryptographic hash (FxHash-style, 8 bytes at a time); collisions only cost the
+/// exact slow path.
+fn hash_identity((is_str, bytes): (bool, &[u8])) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h: u64 = (bytes.len() as u64) ^ ((is_str as u64) << 63);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().expect("chunk of 8"));
+        h = (h.rotate_left(5) ^ v).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Ext as a JSON string whose text is `\xNN` per data byte (FB writes an unescaped backslash
+/// and sign-extends bytes ≥ 0x80, which is not JSON).
+fn write_ext(data: &[u8], out: &mut Vec<u8>) {
+    out.reserve(data.len() * 5 + 2);
+    out.push(b'"');
+    for &b in data {
+        out.extend_from_slice(&[
+            b'\\',
+            b'\\',
+            b'x',
+            HEX[(b >> 4) as usize],
+            HEX[(b & 15) as usize],
+        ]);
+    }
+    out.push(b'"');
+}
+
+fn write_u64(mut v: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn write_i64(v: i64, out: &mut Vec<u8>) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    write_u64(v.unsigned_abs(), out);
+}
+
+/// A fixed stack buffer for `core::fmt` output, so float formatting does not allocate.
+struct StackBuf {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl std::fmt::Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// C's `%.16g` for a finite value. Rust's `{:.15e}` is correctly rounded (ties to even, like
+/// glibc), which gives the 16 significant digits and the exponent X; `%g` then uses fixed
+/// notation if -4 <= X < 16, and strips trailing zeros (and a bare '.') in both forms.
+fn write_g16(v: f64, out: &mut Vec<u8>) {
+    let mut sb = StackBuf {
+        buf: [0; 40],
+        len: 0,
+    };
+    write!(sb, "{v:.15e}").expect("a formatted f64 fits in 40 bytes");
+    let s = &sb.buf[..sb.len];
+    // Shape: [-]d.ddddddddddddddde[-]X
+    let (neg, s) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let e_pos = s.iter().position(|&b| b == b'e').expect("exponent");
+    let mut digits = [0u8; 16];
+    digits[0] = s[0];
+    digits[1..].copy_from_slice(&s[2..e_pos]);
+    let exp_text = &s[e_pos + 1..];
+    let (exp_neg, exp_digits) = match exp_text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, exp_text),
+    };
+    let exp_abs = exp_digits
+        .iter()
+        .fold(0i32, |acc, &d| acc * 10 + (d - b'0') as i32);
+    let exp = if exp_neg { -exp_abs } else { exp_abs };
+
+    // Significant digits after trailing-zero stripping (at least the leading one).
+    let sig = 16 - digits[1..].iter().rev().take_while(|&&d| d == b'0').count();
+    let digits = &digits[..sig];
+
+    if neg {
+        out.push(b'-');
+    }
+    if (-4..16).contains(&exp) {
+        if exp >= 0 {
+            let int_len = exp as usize + 1;
+            if sig <= int_len {
+                out.extend_from_slice(digits);
+                out.resize(out.len() + int_len - sig, b'0');
+            } else {
+                out.extend_from_slice(&digits[..int_len]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[int_len..]);
+            }
+        } else {
+            out.extend_from_slice(b"0.");
+            out.resize(out.len() + (-exp - 1) as usize, b'0');
+            out.extend_from_slice(digits);
+        }
+    } else {
+        out.push(digits[0]);
+        if sig > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        out.push(b'e');
+        out.push(if exp_neg { b'-' } else { b'+' });
+        if exp_abs < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(exp_digits);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings
+
+/// Bytes that stop the copy loop: C0 controls, '"', '\\', DEL; and non-ASCII in escape mode.
+const fn stop_table(non_ascii: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20
+            || i == b'"' as usize
+            || i == b'\\' as usize
+            || i == 0x7f
+            || (non_ascii && i >= 0x80);
+        i += 1;
+    }
+    t
+}
+
+static STOP_ESCAPE: [bool; 256] = stop_table(true);
+static STOP_RAW: [bool; 256] = stop_table(false);
+
+fn write_string(bytes: &[u8], out: &mut Vec<u8>, escape_unicode: bool, stats: &mut JsonStats) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    if bytes.is_ascii() {
+        // Common case: no UTF-8 decoding needed at all.
+        write_valid(bytes, out, escape_unicode);
+    } else {
+        // `utf8_chunks` splits off maximal invalid subsequences exactly as
+        // `String::from_utf8_lossy` does: one U+FFFD each.
+        for chunk in bytes.utf8_chunks() {
+            write_valid(chunk.valid().as_bytes(), out, escape_unicode);
+            if !chunk.invalid().is_empty() {
+                stats.invalid_utf8 = stats.invalid_utf8.saturating_add(1);
+                out.extend_from_slice(if escape_unicode {
+                    b"\\ufffd"
+                } else {
+                    "\u{fffd}".as_bytes()
+                });
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// Escape valid UTF-8, copying runs of plain bytes with one `extend_from_slice` each.
+fn write_valid(s: &[u8], out: &mut Vec<u8>, escape_unicode: bool) {
+    let stop = if escape_unicode {
+        &STOP_ESCAPE
+    } else {
+        &STOP_RAW
+    };
+    let mut run = 0;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if !stop[b as usize] {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&s[run..i]);
+        if b < 0x80 {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                _ => write_u_escape(b as u16, out),
+            }
+            i += 1;
+        } else {
+            // Valid UTF-8 is guaranteed here, so the lead byte gives the length.
+            let (len, init) = match b {
+                0xc0..=0xdf => (2, (b & 0x1f) as u32),
+                0xe0..=0xef => (3, (b & 0x0f) as u32),
+                _ => (4, (b & 0x07) as u32),
+            };
+            let cp = s[i + 1..i + len]
+                .iter()
+                .fold(init, |acc, &c| (acc << 6) | (c & 0x3f) as u32);
+            if cp >= 0x10000 {
+                let c = cp - 0x10000;
+                write_u_escape(0xd800 | (c >> 10) as u16, out);
+                write_u_escape(0xdc00 | (c & 0x3ff) as u16, out);
+            } else {
+                write_u_escape(cp as u16, out);
+            }
+            i += len;
+        }
+        run = i;
+    }
+    out.extend_from_slice(&s[run..]);
+}
+
+#[inline]
+fn write_u_escape(u: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[
+        b'\\',
+        b'u',
+        HEX[(u >> 12) as usize],
+        HEX[((u >> 8) & 15) as usize],
+        HEX[((u >> 4) & 15) as usize],
+        HEX[(u & 15) as usize],
+    ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g16(v: f64) -> String {
+        let mut out = Vec::new();
+        write_f64(v, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_f64_forms() {
+        assert_eq!(g16(1.0), "1.0");
+        assert_eq!(g16(-0.0), "-0.0");
+        assert_eq!(g16(0.0), "0.0");
+        assert_eq!(g16(1e15), "1000000000000000.0");
+        assert_eq!(g16(-9223372036854775808.0), "-9223372036854775808.0");
+        assert_eq!(g16(9223372036854775808.0), "9.223372036854776e+18");
+        assert_eq!(g16(0.1), "0.1");
+        assert_eq!(g16(1e20), "1e+20");
+        assert_eq!(g16(1.5e-7), "1.5e-07");
+        assert_eq!(g16(0.0001), "0.0001");
+        assert_eq!(g16(0.00001234), "1.234e-05");
+        assert_eq!(g16(1e300), "1e+300");
+        assert_eq!(g16(-2.5), "-2.5");
+        assert_eq!(g16(0.1f32 as f64), "0.1000000014901161");
+        assert_eq!(g16(f64::NAN), "null");
+        assert_eq!(g16(f64::INFINITY), "null");
+        assert_eq!(g16(f64::NEG_INFINITY), "null");
+        assert_eq!(g16(5e-324), "4.940656458412465e-324");
+        // Ties at the 16th digit round to even, like glibc.
+        assert_eq!(g16(1e15 + 0.5), "1000000000000000");
+        assert_eq!(g16(1e15 + 1.5), "1000000000000002");
+    }
+
+    #[test]
+    fn json_skip_value_counts() {
+        // [1, {"a": [nil]}, "xy"]
+        let v = [
+            0x93, 0x01, 0x81, 0xa1, b'a', 0x91, 0xc0, 0xa2, b'x', b'y', 0xff,
+        ];
+        assert_eq!(skip_value(&v), Ok(10));
+        assert_eq!(skip_value(&v[..9]), Err(JsonError::Truncated));
+        assert_eq!(skip_value(&[0xc1]), Err(JsonError::InvalidMarker(0xc1)));
+        assert_eq!(
+            skip_value(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(JsonError::Truncated)
+        );
+    }
+
+    #[test]
+    fn json_hash_path_finds_duplicates() {
+        // 40 distinct keys plus a repeat of the first: exercises the sorted-hash path.
+        let mut m = vec![0xde, 0x00, 41];
+        for i in 0..40u8 {
+            m.extend_from_slice(&[0xa2, b'k', b'0' + i, i]);
+        }
+        m.extend_from_slice(&[0xa2, b'k', b'0', 0x7f]);
+        let mut out = Vec::new();
+        let mut st = JsonStats::default();
+        write_json(&m, &mut out, &JsonOptions::default(), &mut st).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("{\"k1\":1,"), "{s}");
+        assert!(s.ends_with(",\"k0\":127}"), "{s}");
+        assert_eq!(s.matches("\"k0\"").count(), 1);
+    }
+}

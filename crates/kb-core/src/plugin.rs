@@ -1,0 +1,58 @@
+//! The contracts between the engine and its plugins.
+
+use crate::chunk::{Chunk, Progress};
+use crate::input::InputContext;
+use async_trait::async_trait;
+
+/// A plugin failure at start or while running; the message says what to do next.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+impl PluginError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        PluginError(msg.into())
+    }
+}
+
+/// What an output reports for one flush, as in Fluent Bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushResult {
+    /// Everything pending in the chunk is done (delivered or deliberately dropped).
+    Ok,
+    /// Try again later; records marked done in the progress are not sent again.
+    Retry,
+    /// Give up on what is pending; the engine drops it and counts it.
+    Error,
+}
+
+/// An input plugin instance. `run` produces events through the context until the context
+/// says stop (or the input has nothing more, as stdin at end of file).
+#[async_trait]
+pub trait Input: Send {
+    /// Produce events until stopped.
+    async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError>;
+}
+
+/// An output plugin instance: makes one worker per configured `workers`.
+#[async_trait]
+pub trait Output: Send + Sync {
+    /// Create worker number `index` (each worker owns its connections and buffers).
+    async fn new_worker(&self, index: usize) -> Result<Box<dyn OutputWorker>, PluginError>;
+}
+
+/// One flush worker of an output.
+#[async_trait]
+pub trait OutputWorker: Send {
+    /// Deliver the records of `chunk` that `progress` does not mark done. On `Retry`, mark in
+    /// `progress` whatever the destination accepted so it is never sent again.
+    async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult;
+}
+
+/// A filter instance: rewrites the events of one append before they are buffered.
+pub trait Filter: Send + Sync {
+    /// Filter `events` (tag `tag`) into `out`; returns the number of events written, or `None`
+    /// when the events pass unchanged (then `out` is left untouched).
+    fn filter(&self, tag: &str, events: &[u8], out: &mut Vec<u8>) -> Option<usize>;
+}
