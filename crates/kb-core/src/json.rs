@@ -59,8 +59,8 @@ pub fn write_json(
     opts: &JsonOptions,
     stats: &mut JsonStats,
 ) -> Result<usize, JsonError> {
-    // Take the reusable scratch out of the thread-local for the duration of the call (no
-    // borrow is held across user code, and a panic merely loses the buffers).
+    // Move the reusable scratch out of the thread-local for the call rather than borrowing it:
+    // no RefCell borrow spans the recursion, and a panic merely loses the buffers.
     let mut entries = SCRATCH_ENTRIES.take();
     let mut hashes = SCRATCH_HASHES.take();
     entries.clear();
@@ -272,9 +272,9 @@ impl<'a> Reader<'a> {
 /// One written map entry, remembered until the map is closed to find duplicate keys.
 #[derive(Clone, Copy)]
 struct Entry {
-    /// The key's raw msgpack bytes in the input.
-    key_start: usize,
-    key_end: usize,
+    /// The key's identity (see [`KeyId`]), recorded while writing so the duplicate check
+    /// never re-parses headers.
+    key: KeyId,
     /// Where the entry's `"key":value` text starts in `out`.
     out_start: usize,
 }
@@ -367,16 +367,10 @@ impl<'a> Writer<'a, '_> {
                 out.push(b',');
             }
             let out_start = out.len();
-            let key_start = self.pos;
-            self.key(out, depth)?;
-            let key_end = self.pos;
+            let key = self.key(out, depth)?;
             out.push(b':');
             self.value(out, depth)?;
-            self.entries.push(Entry {
-                key_start,
-                key_end,
-                out_start,
-            });
+            self.entries.push(Entry { key, out_start });
         }
         if n > 1 {
             self.drop_duplicates(base, body_start, out);
@@ -387,21 +381,38 @@ impl<'a> Writer<'a, '_> {
     }
 
     /// Keys are always JSON strings: FB writes non-string keys as bare text, which is not JSON.
-    fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+    fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<KeyId, JsonError> {
         let start = self.pos;
+        let mut id = KeyId {
+            is_str: false,
+            start,
+            end: 0,
+        };
         match self.head()? {
-            // Already written as JSON strings.
-            Head::Str(_) | Head::Bin(_) | Head::Ext(_) => {
-                self.pos = start;
-                self.value(out, depth)
+            Head::Str(s) => {
+                write_string(s, out, self.escape_unicode, self.stats);
+                id.is_str = true;
+                id.start = self.pos - s.len();
             }
+            Head::Bin(b) => write_string(b, out, self.escape_unicode, self.stats),
+            Head::Ext(data) => write_ext(data, out),
             // Their text needs no escaping (digits, sign, '.', 'e', letters).
-            Head::Nil | Head::Bool(_) | Head::Uint(_) | Head::Int(_) | Head::Float(_) => {
-                self.pos = start;
+            Head::Nil => out.extend_from_slice(b"\"null\""),
+            Head::Bool(b) => out.extend_from_slice(if b { b"\"true\"" } else { b"\"false\"" }),
+            Head::Uint(v) => {
                 out.push(b'"');
-                self.value(out, depth)?;
+                write_u64(v, out);
                 out.push(b'"');
-                Ok(())
+            }
+            Head::Int(v) => {
+                out.push(b'"');
+                write_i64(v, out);
+                out.push(b'"');
+            }
+            Head::Float(v) => {
+                out.push(b'"');
+                write_f64(v, out);
+                out.push(b'"');
             }
             // Rare: render the container's JSON text, then write that text as a string.
             Head::Array(_) | Head::Map(_) => {
@@ -410,9 +421,10 @@ impl<'a> Writer<'a, '_> {
                 self.value(&mut text, depth)?;
                 // `text` is valid UTF-8 already, so this cannot count invalid UTF-8 twice.
                 write_string(&text, out, self.escape_unicode, self.stats);
-                Ok(())
             }
         }
+        id.end = self.pos;
+        Ok(id)
     }
 
     /// Keep only the last occurrence of each key, at its own position (FB's
@@ -420,7 +432,7 @@ impl<'a> Writer<'a, '_> {
     fn drop_duplicates(&mut self, base: usize, body_start: usize, out: &mut Vec<u8>) {
         let entries = &self.entries[base..];
         let input = self.input;
-        let ident = |e: &Entry| key_identity(&input[e.key_start..e.key_end]);
+        let ident = |e: &Entry| (e.key.is_str, &input[e.key.start..e.key.end]);
         let n = entries.len();
 
         let maybe_dup = if n <= QUADRATIC_MAX {
@@ -475,16 +487,15 @@ impl<'a> Writer<'a, '_> {
     }
 }
 
-/// What makes two keys "the same": string keys by their bytes (as FB compares them), any other
-/// key by its raw msgpack encoding (FB never merges those; we do, so the JSON has no duplicates
-/// from e.g. two `1` keys).
-#[inline]
-fn key_identity(raw: &[u8]) -> (bool, &[u8]) {
-    let mut r = Reader { input: raw, pos: 0 };
-    match r.head() {
-        Ok(Head::Str(s)) => (true, s),
-        _ => (false, raw),
-    }
+/// What makes two keys "the same": string keys by their bytes (as FB compares them, whatever
+/// the str8/16/32 encoding), any other key by its raw msgpack encoding (FB never merges those;
+/// we do, so the JSON has no duplicates from e.g. two `1` keys).
+#[derive(Clone, Copy)]
+struct KeyId {
+    is_str: bool,
+    /// The string payload, or the whole encoded key, as a range of the input.
+    start: usize,
+    end: usize,
 }
 
 /// A cheap non-cryptographic hash (FxHash-style, 8 bytes at a time); collisions only cost the

@@ -322,11 +322,13 @@ async fn shutdown_fires_pending_retries_at_once_and_delivers_buffered_records() 
         .await
         .unwrap();
     assert_eq!(report, Default::default());
-    let log = log.lock().unwrap();
-    // Flush is 60 s, so only shutdown's final seal delivered the records.
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0].2, (0..7).collect::<Vec<_>>());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    {
+        let log = log.lock().unwrap();
+        // Flush is 60 s, so only shutdown's final seal delivered the records.
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].2, (0..7).collect::<Vec<_>>());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     let log: Log = Arc::default();
     let mut e = Engine::new(config());
