@@ -152,7 +152,8 @@ struct ClassicParser<'e> {
 
 impl ClassicParser<'_> {
     fn error(&mut self, location: &Location, message: impl Into<String>) {
-        self.errors.push(ConfigError::new(location.clone(), message));
+        self.errors
+            .push(ConfigError::new(location.clone(), message));
     }
 
     fn warn(&mut self, location: &Location, message: impl Into<String>) {
@@ -386,8 +387,14 @@ mod tests {
         assert_eq!(check_indent("", &mut ind), Err("invalid indentation level"));
         assert_eq!(check_indent("    ", &mut ind), Ok(()));
         assert_eq!(check_indent("    ", &mut ind), Ok(()));
-        assert_eq!(check_indent("  ", &mut ind), Err("invalid indentation level"));
-        assert_eq!(check_indent("      ", &mut ind), Err("extra indentation level"));
+        assert_eq!(
+            check_indent("  ", &mut ind),
+            Err("invalid indentation level")
+        );
+        assert_eq!(
+            check_indent("      ", &mut ind),
+            Err("extra indentation level")
+        );
         assert_eq!(
             check_indent("\t", &mut ind),
             Err("inconsistent use of tab and space")

@@ -59,10 +59,7 @@ impl Env {
 
     /// The value of a variable: configuration-defined first, then the process environment.
     pub fn get(&self, name: &str) -> Option<String> {
-        self.vars
-            .get(name)
-            .cloned()
-            .or_else(|| (self.lookup)(name))
+        self.vars.get(name).cloned().or_else(|| (self.lookup)(name))
     }
 
     /// Replace every `${VAR}` / `${VAR:-default}` in `value`. A default applies when the variable
