@@ -12,6 +12,8 @@ pub enum KeyType {
     Bool,
     /// Unsigned integer.
     Int,
+    /// Signed integer (keys whose "unset" default is -1).
+    SignedInt,
     /// Fluent Bit size (`5M`).
     Size,
     /// Fluent Bit time in seconds (`5`, `2m`).
@@ -30,7 +32,7 @@ impl KeyType {
         match self {
             KeyType::Str => "string",
             KeyType::Bool => "boolean",
-            KeyType::Int => "integer",
+            KeyType::Int | KeyType::SignedInt => "integer",
             KeyType::Size => "size",
             KeyType::Time => "time",
             KeyType::Double => "double",
@@ -221,6 +223,8 @@ pub const OUTPUT_GENERIC_KEYS: &[KeySpec] = &[
 pub struct Props {
     /// Instance name used in messages (`alias` or `<plugin>.<index>`).
     pub instance: String,
+    /// Input, filter or output: messages read `[output stdout.0] …`.
+    pub kind: SectionKind,
     /// Where the section starts.
     pub location: Location,
     props: Vec<Property>,
@@ -253,7 +257,15 @@ impl Props {
             Some(p) if p.location != Location::Default => p.location.clone(),
             _ => self.location.clone(),
         };
-        ConfigError::new(location, format!("[{}] {}", self.instance, message.into()))
+        ConfigError::new(
+            location,
+            format!(
+                "[{} {}] {}",
+                self.kind.as_str(),
+                self.instance,
+                message.into()
+            ),
+        )
     }
 
     /// The value of a required key, or `'key' is a required field`.
@@ -380,6 +392,7 @@ pub fn validate_section(
             KeyType::Str | KeyType::RetryLimit => true,
             KeyType::Bool => values::parse_bool(&p.value).is_some(),
             KeyType::Int => p.value.trim().parse::<u64>().is_ok(),
+            KeyType::SignedInt => p.value.trim().parse::<i64>().is_ok(),
             KeyType::Size => values::parse_size(&p.value).is_some(),
             KeyType::Time => values::parse_time_secs(&p.value).is_some(),
             KeyType::Double => values::parse_seconds_f64(&p.value).is_some(),
@@ -388,6 +401,9 @@ pub fn validate_section(
         if !ok {
             let expect = match ks.ty {
                 KeyType::Enum(words) => format!("one of: {}", words.join(", ")),
+                other if other.name().starts_with(['a', 'e', 'i', 'o', 'u']) => {
+                    format!("an {}", other.name())
+                }
                 other => format!("a {}", other.name()),
             };
             errors.push(ConfigError::new(
@@ -418,6 +434,7 @@ pub fn validate_section(
     }));
     Ok(Props {
         instance: instance.to_string(),
+        kind: spec.kind,
         location: section.location.clone(),
         props,
     })

@@ -49,6 +49,8 @@ impl Default for EngineConfig {
 
 /// An input instance ready to run.
 pub struct InputInstance {
+    /// The plugin's name (`cpu`), for log lines (`[input:cpu:cpu.0]`).
+    pub plugin_name: String,
     /// `alias` or `<plugin>.<n>`.
     pub name: String,
     pub tag: String,
@@ -66,6 +68,9 @@ pub struct FilterInstance {
 
 /// An output instance ready to run.
 pub struct OutputInstance {
+    /// The plugin's name (`stdout`), for log lines (`[output:stdout:stdout.0]`).
+    pub plugin_name: String,
+    /// `alias` or `<plugin>.<n>`.
     pub name: String,
     pub matcher: TagMatcher,
     pub retry_limit: RetryLimit,
@@ -257,12 +262,13 @@ impl Engine {
             draining,
         });
 
+        let components: Vec<String> = outputs.iter().map(|o| o.plugin_name.clone()).collect();
         let mut worker_set = JoinSet::new();
         for (route_idx, (rx, workers)) in receivers.into_iter().enumerate() {
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
             for (i, worker) in workers.into_iter().enumerate() {
                 let span = tracing::info_span!("plugin",
-                    component = %format!("output:{}", shared.routes[route_idx].name));
+                    component = %format!("output:{}:{}", components[route_idx], shared.routes[route_idx].name));
                 worker_set.spawn(
                     run_worker(shared.clone(), route_idx, rx.clone(), worker, i).instrument(span),
                 );
@@ -289,7 +295,8 @@ impl Engine {
                 stop: stop_rx.clone(),
             };
             let name = input.name.clone();
-            let span = tracing::info_span!("plugin", component = %format!("input:{name}"));
+            let span = tracing::info_span!("plugin",
+                component = %format!("input:{}:{name}", input.plugin_name));
             input_set.spawn(
                 async move {
                     if let Err(e) = input.plugin.run(ctx).await {

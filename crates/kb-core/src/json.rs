@@ -1,12 +1,15 @@
 //! MessagePack → JSON, byte-identical to Fluent Bit's `flb_msgpack_to_json` wherever Fluent Bit
 //! produces valid JSON, and valid JSON where it does not (spec `kinesis_streams.md` §2.2).
 //!
-//! This is the per-record hot path, so the msgpack is walked by hand straight from the byte
-//! slice (no `rmpv::Value` tree) and the common case allocates nothing per value: duplicate-key
-//! bookkeeping lives in thread-local scratch vectors that are reused across calls.
+//! This is the per-record hot path, so the msgpack is walked header by header straight from the
+//! byte slice with [`crate::msgpack::Cursor`] (no `rmpv::Value` tree) and the common case
+//! allocates nothing per value: duplicate-key bookkeeping lives in thread-local scratch vectors
+//! that are reused across calls.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
+
+use crate::msgpack::{Cursor, Head, MsgpackError};
 
 /// Containers nested deeper than this are refused, so hostile input cannot overflow the stack.
 pub const MAX_DEPTH: usize = 512;
@@ -41,6 +44,16 @@ pub enum JsonError {
     TooDeep,
 }
 
+impl From<MsgpackError> for JsonError {
+    #[inline]
+    fn from(e: MsgpackError) -> Self {
+        match e {
+            MsgpackError::Truncated => JsonError::Truncated,
+            MsgpackError::Unexpected(m) => JsonError::InvalidMarker(m),
+        }
+    }
+}
+
 /// Counters the caller turns into (rate-limited) warnings; accumulated across calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JsonStats {
@@ -66,13 +79,13 @@ pub fn write_json(
     entries.clear();
     let mut w = Writer {
         input,
-        pos: 0,
+        cur: Cursor::new(input),
         escape_unicode: opts.escape_unicode,
         stats,
         entries: &mut entries,
         hashes: &mut hashes,
     };
-    let result = w.value(out, 0).map(|()| w.pos);
+    let result = w.value(out, 0).map(|()| w.cur.position());
     // Keep the capacity for the next record, but do not pin an unusually large allocation.
     if entries.capacity() <= 4096 {
         SCRATCH_ENTRIES.set(entries);
@@ -116,154 +129,7 @@ pub fn write_f64(v: f64, out: &mut Vec<u8>) {
 
 /// Length of the msgpack value at the start of `input`, without decoding it (no depth limit).
 pub fn skip_value(input: &[u8]) -> Result<usize, JsonError> {
-    let mut r = Reader { input, pos: 0 };
-    // Iterative: count the values still to be skipped instead of recursing.
-    let mut remaining: u64 = 1;
-    while remaining > 0 {
-        remaining -= 1;
-        match r.head()? {
-            Head::Array(n) => remaining += n as u64,
-            Head::Map(n) => remaining += 2 * n as u64,
-            _ => {}
-        }
-        // Every value takes at least one byte, so an impossible count fails early.
-        if remaining > (input.len() - r.pos) as u64 {
-            return Err(JsonError::Truncated);
-        }
-    }
-    Ok(r.pos)
-}
-
-// ---------------------------------------------------------------------------------------------
-// msgpack decoding
-
-/// One decoded msgpack header; payloads borrow from the input.
-enum Head<'a> {
-    Nil,
-    Bool(bool),
-    Uint(u64),
-    Int(i64),
-    Float(f64),
-    Str(&'a [u8]),
-    Bin(&'a [u8]),
-    /// Only the data bytes: the type byte is not written.
-    Ext(&'a [u8]),
-    Array(usize),
-    Map(usize),
-}
-
-struct Reader<'a> {
-    input: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    #[inline]
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JsonError> {
-        let end = self.pos.checked_add(n).ok_or(JsonError::Truncated)?;
-        let s = self.input.get(self.pos..end).ok_or(JsonError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    #[inline]
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], JsonError> {
-        let s = self.take(N)?;
-        Ok(s.try_into().expect("take returned N bytes"))
-    }
-
-    #[inline]
-    fn u8(&mut self) -> Result<u8, JsonError> {
-        Ok(self.arr::<1>()?[0])
-    }
-
-    #[inline]
-    fn u16(&mut self) -> Result<usize, JsonError> {
-        Ok(u16::from_be_bytes(self.arr()?) as usize)
-    }
-
-    #[inline]
-    fn u32(&mut self) -> Result<usize, JsonError> {
-        Ok(u32::from_be_bytes(self.arr()?) as usize)
-    }
-
-    /// Ext payload: skip the type byte, return the data.
-    #[inline]
-    fn ext(&mut self, len: usize) -> Result<Head<'a>, JsonError> {
-        self.take(1)?;
-        Ok(Head::Ext(self.take(len)?))
-    }
-
-    fn head(&mut self) -> Result<Head<'a>, JsonError> {
-        let m = self.u8()?;
-        Ok(match m {
-            0x00..=0x7f => Head::Uint(m as u64),
-            0x80..=0x8f => Head::Map((m & 0x0f) as usize),
-            0x90..=0x9f => Head::Array((m & 0x0f) as usize),
-            0xa0..=0xbf => Head::Str(self.take((m & 0x1f) as usize)?),
-            0xc0 => Head::Nil,
-            0xc1 => return Err(JsonError::InvalidMarker(m)),
-            0xc2 => Head::Bool(false),
-            0xc3 => Head::Bool(true),
-            0xc4 => {
-                let n = self.u8()? as usize;
-                Head::Bin(self.take(n)?)
-            }
-            0xc5 => {
-                let n = self.u16()?;
-                Head::Bin(self.take(n)?)
-            }
-            0xc6 => {
-                let n = self.u32()?;
-                Head::Bin(self.take(n)?)
-            }
-            0xc7 => {
-                let n = self.u8()? as usize;
-                self.ext(n)?
-            }
-            0xc8 => {
-                let n = self.u16()?;
-                self.ext(n)?
-            }
-            0xc9 => {
-                let n = self.u32()?;
-                self.ext(n)?
-            }
-            // float32 is widened to double first, as msgpack-c does.
-            0xca => Head::Float(f32::from_be_bytes(self.arr()?) as f64),
-            0xcb => Head::Float(f64::from_be_bytes(self.arr()?)),
-            0xcc => Head::Uint(self.u8()? as u64),
-            0xcd => Head::Uint(u16::from_be_bytes(self.arr()?) as u64),
-            0xce => Head::Uint(u32::from_be_bytes(self.arr()?) as u64),
-            0xcf => Head::Uint(u64::from_be_bytes(self.arr()?)),
-            0xd0 => Head::Int(i8::from_be_bytes(self.arr()?) as i64),
-            0xd1 => Head::Int(i16::from_be_bytes(self.arr()?) as i64),
-            0xd2 => Head::Int(i32::from_be_bytes(self.arr()?) as i64),
-            0xd3 => Head::Int(i64::from_be_bytes(self.arr()?)),
-            0xd4 => self.ext(1)?,
-            0xd5 => self.ext(2)?,
-            0xd6 => self.ext(4)?,
-            0xd7 => self.ext(8)?,
-            0xd8 => self.ext(16)?,
-            0xd9 => {
-                let n = self.u8()? as usize;
-                Head::Str(self.take(n)?)
-            }
-            0xda => {
-                let n = self.u16()?;
-                Head::Str(self.take(n)?)
-            }
-            0xdb => {
-                let n = self.u32()?;
-                Head::Str(self.take(n)?)
-            }
-            0xdc => Head::Array(self.u16()?),
-            0xdd => Head::Array(self.u32()?),
-            0xde => Head::Map(self.u16()?),
-            0xdf => Head::Map(self.u32()?),
-            0xe0..=0xff => Head::Int(m as i8 as i64),
-        })
-    }
+    Ok(Cursor::new(input).skip_value()?.len())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +156,7 @@ const QUADRATIC_MAX: usize = 16;
 
 struct Writer<'a, 's> {
     input: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
     escape_unicode: bool,
     stats: &'s mut JsonStats,
     /// A stack shared by all nesting levels: each open map pushes its entries above its
@@ -299,20 +165,9 @@ struct Writer<'a, 's> {
     hashes: &'s mut Vec<u64>,
 }
 
-impl<'a> Writer<'a, '_> {
-    #[inline]
-    fn head(&mut self) -> Result<Head<'a>, JsonError> {
-        let mut r = Reader {
-            input: self.input,
-            pos: self.pos,
-        };
-        let h = r.head()?;
-        self.pos = r.pos;
-        Ok(h)
-    }
-
+impl Writer<'_, '_> {
     fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
-        match self.head()? {
+        match self.cur.head()? {
             Head::Nil => out.extend_from_slice(b"null"),
             Head::Bool(true) => out.extend_from_slice(b"true"),
             Head::Bool(false) => out.extend_from_slice(b"false"),
@@ -320,12 +175,12 @@ impl<'a> Writer<'a, '_> {
             Head::Int(v) => write_i64(v, out),
             Head::Float(v) => write_f64(v, out),
             Head::Str(s) | Head::Bin(s) => write_string(s, out, self.escape_unicode, self.stats),
-            Head::Ext(data) => write_ext(data, out),
+            Head::Ext(_, data) => write_ext(data, out),
             Head::Array(n) => {
                 if depth >= MAX_DEPTH {
                     return Err(JsonError::TooDeep);
                 }
-                self.check_count(n)?;
+                self.cur.check_count(n)?;
                 out.push(b'[');
                 for i in 0..n {
                     if i > 0 {
@@ -339,19 +194,9 @@ impl<'a> Writer<'a, '_> {
                 if depth >= MAX_DEPTH {
                     return Err(JsonError::TooDeep);
                 }
-                self.check_count(n.saturating_mul(2))?;
+                self.cur.check_count(n.saturating_mul(2))?;
                 self.map(n, out, depth + 1)?;
             }
-        }
-        Ok(())
-    }
-
-    /// Fail early on a count the remaining input cannot hold (each value takes ≥ 1 byte),
-    /// rather than after pushing up to 2³² scratch entries.
-    #[inline]
-    fn check_count(&self, n: usize) -> Result<(), JsonError> {
-        if n > self.input.len() - self.pos {
-            return Err(JsonError::Truncated);
         }
         Ok(())
     }
@@ -382,20 +227,20 @@ impl<'a> Writer<'a, '_> {
 
     /// Keys are always JSON strings: FB writes non-string keys as bare text, which is not JSON.
     fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<KeyId, JsonError> {
-        let start = self.pos;
+        let saved = self.cur.clone();
         let mut id = KeyId {
             is_str: false,
-            start,
+            start: saved.position(),
             end: 0,
         };
-        match self.head()? {
+        match self.cur.head()? {
             Head::Str(s) => {
                 write_string(s, out, self.escape_unicode, self.stats);
                 id.is_str = true;
-                id.start = self.pos - s.len();
+                id.start = self.cur.position() - s.len();
             }
             Head::Bin(b) => write_string(b, out, self.escape_unicode, self.stats),
-            Head::Ext(data) => write_ext(data, out),
+            Head::Ext(_, data) => write_ext(data, out),
             // Their text needs no escaping (digits, sign, '.', 'e', letters).
             Head::Nil => out.extend_from_slice(b"\"null\""),
             Head::Bool(b) => out.extend_from_slice(if b { b"\"true\"" } else { b"\"false\"" }),
@@ -416,14 +261,14 @@ impl<'a> Writer<'a, '_> {
             }
             // Rare: render the container's JSON text, then write that text as a string.
             Head::Array(_) | Head::Map(_) => {
-                self.pos = start;
+                self.cur = saved;
                 let mut text = Vec::new();
                 self.value(&mut text, depth)?;
                 // `text` is valid UTF-8 already, so this cannot count invalid UTF-8 twice.
                 write_string(&text, out, self.escape_unicode, self.stats);
             }
         }
-        id.end = self.pos;
+        id.end = self.cur.position();
         Ok(id)
     }
 

@@ -1,5 +1,7 @@
-//! A borrowed MessagePack cursor: reads headers and scalars from a byte slice without
-//! allocating, and skips whole values. Used to walk chunks event by event.
+//! The crate's one MessagePack decoder: a borrowed cursor that decodes a value's header
+//! ([`Head`]) straight from a byte slice without allocating, plus typed readers and an
+//! iterative [`Cursor::skip_value`] built on it. Events, `stdout` and the JSON writer (the
+//! per-record hot path) all read msgpack through it.
 
 /// Why a MessagePack byte sequence could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -8,6 +10,27 @@ pub enum MsgpackError {
     Truncated,
     #[error("unexpected msgpack marker 0x{0:02x}")]
     Unexpected(u8),
+}
+
+/// One decoded msgpack header; payloads borrow from the input. Arrays and maps give only their
+/// element counts: their elements follow as further values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Head<'a> {
+    Nil,
+    Bool(bool),
+    /// Positive fixint and uint 8..64.
+    Uint(u64),
+    /// Negative fixint and int 8..64 (whatever the value's sign).
+    Int(i64),
+    /// float 64, or float 32 widened to double (as msgpack-c does).
+    Float(f64),
+    Str(&'a [u8]),
+    Bin(&'a [u8]),
+    /// The ext type and the data bytes.
+    Ext(i8, &'a [u8]),
+    Array(usize),
+    /// Number of key/value pairs.
+    Map(usize),
 }
 
 /// A position in a MessagePack byte slice.
@@ -24,6 +47,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -35,21 +59,7 @@ impl<'a> Cursor<'a> {
 
     /// The unread bytes.
     pub fn rest(&self) -> &'a [u8] {
-        &self.data[self.pos.min(self.data.len())..]
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], MsgpackError> {
-        let end = self.pos.checked_add(n).ok_or(MsgpackError::Truncated)?;
-        let s = self
-            .data
-            .get(self.pos..end)
-            .ok_or(MsgpackError::Truncated)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn byte(&mut self) -> Result<u8, MsgpackError> {
-        Ok(self.take(1)?[0])
+        &self.data[self.pos..]
     }
 
     /// The next marker byte, without consuming it.
@@ -60,180 +70,194 @@ impl<'a> Cursor<'a> {
             .ok_or(MsgpackError::Truncated)
     }
 
-    fn be(&mut self, n: usize) -> Result<u64, MsgpackError> {
+    /// Fail early on a claimed element count the unread bytes cannot hold (every value takes
+    /// at least one byte), rather than after looping or allocating up to 2³² times.
+    #[inline]
+    pub fn check_count(&self, n: usize) -> Result<(), MsgpackError> {
+        if n > self.data.len() - self.pos {
+            return Err(MsgpackError::Truncated);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MsgpackError> {
+        let end = self.pos.checked_add(n).ok_or(MsgpackError::Truncated)?;
+        let s = self
+            .data
+            .get(self.pos..end)
+            .ok_or(MsgpackError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    #[inline]
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], MsgpackError> {
+        let s = self.take(N)?;
+        Ok(s.try_into().expect("take returned N bytes"))
+    }
+
+    #[inline]
+    fn u8(&mut self) -> Result<u8, MsgpackError> {
+        Ok(self.arr::<1>()?[0])
+    }
+
+    /// A big-endian length or count of `N` (1, 2 or 4) bytes.
+    #[inline]
+    fn len<const N: usize>(&mut self) -> Result<usize, MsgpackError> {
         Ok(self
-            .take(n)?
+            .arr::<N>()?
             .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+            .fold(0, |n, &b| (n << 8) | b as usize))
+    }
+
+    /// A str/bin payload: an `N`-byte length, then that many bytes.
+    #[inline]
+    fn sized<const N: usize>(&mut self) -> Result<&'a [u8], MsgpackError> {
+        let n = self.len::<N>()?;
+        self.take(n)
+    }
+
+    /// Ext payload after its length: the type byte, then `len` data bytes.
+    #[inline]
+    fn ext(&mut self, len: usize) -> Result<Head<'a>, MsgpackError> {
+        let ty = self.u8()? as i8;
+        Ok(Head::Ext(ty, self.take(len)?))
+    }
+
+    /// Decode the next value's header (and a scalar's payload); on error the position is
+    /// unspecified.
+    #[inline]
+    pub fn head(&mut self) -> Result<Head<'a>, MsgpackError> {
+        let m = self.u8()?;
+        Ok(match m {
+            0x00..=0x7f => Head::Uint(m as u64),
+            0x80..=0x8f => Head::Map((m & 0x0f) as usize),
+            0x90..=0x9f => Head::Array((m & 0x0f) as usize),
+            0xa0..=0xbf => Head::Str(self.take((m & 0x1f) as usize)?),
+            0xc0 => Head::Nil,
+            0xc1 => return Err(MsgpackError::Unexpected(m)),
+            0xc2 => Head::Bool(false),
+            0xc3 => Head::Bool(true),
+            0xc4 => Head::Bin(self.sized::<1>()?),
+            0xc5 => Head::Bin(self.sized::<2>()?),
+            0xc6 => Head::Bin(self.sized::<4>()?),
+            0xc7..=0xc9 => {
+                let n = match m {
+                    0xc7 => self.len::<1>()?,
+                    0xc8 => self.len::<2>()?,
+                    _ => self.len::<4>()?,
+                };
+                self.ext(n)?
+            }
+            0xca => Head::Float(f32::from_be_bytes(self.arr()?) as f64),
+            0xcb => Head::Float(f64::from_be_bytes(self.arr()?)),
+            0xcc => Head::Uint(self.u8()? as u64),
+            0xcd => Head::Uint(u16::from_be_bytes(self.arr()?) as u64),
+            0xce => Head::Uint(u32::from_be_bytes(self.arr()?) as u64),
+            0xcf => Head::Uint(u64::from_be_bytes(self.arr()?)),
+            0xd0 => Head::Int(i8::from_be_bytes(self.arr()?) as i64),
+            0xd1 => Head::Int(i16::from_be_bytes(self.arr()?) as i64),
+            0xd2 => Head::Int(i32::from_be_bytes(self.arr()?) as i64),
+            0xd3 => Head::Int(i64::from_be_bytes(self.arr()?)),
+            0xd4 => self.ext(1)?,
+            0xd5 => self.ext(2)?,
+            0xd6 => self.ext(4)?,
+            0xd7 => self.ext(8)?,
+            0xd8 => self.ext(16)?,
+            0xd9 => Head::Str(self.sized::<1>()?),
+            0xda => Head::Str(self.sized::<2>()?),
+            0xdb => Head::Str(self.sized::<4>()?),
+            0xdc => Head::Array(self.len::<2>()?),
+            0xdd => Head::Array(self.len::<4>()?),
+            0xde => Head::Map(self.len::<2>()?),
+            0xdf => Head::Map(self.len::<4>()?),
+            0xe0..=0xff => Head::Int(m as i8 as i64),
+        })
+    }
+
+    /// Read one value's header with [`Cursor::head`] and let `pick` accept it; a header it
+    /// rejects is an error naming the value's marker.
+    #[inline]
+    fn read<T>(&mut self, pick: impl FnOnce(Head<'a>) -> Option<T>) -> Result<T, MsgpackError> {
+        let m = self.peek()?;
+        pick(self.head()?).ok_or(MsgpackError::Unexpected(m))
     }
 
     /// Read an array header and return its length.
     pub fn read_array_len(&mut self) -> Result<usize, MsgpackError> {
-        let m = self.byte()?;
-        match m {
-            0x90..=0x9f => Ok(usize::from(m & 0x0f)),
-            0xdc => Ok(self.be(2)? as usize),
-            0xdd => Ok(self.be(4)? as usize),
-            _ => Err(MsgpackError::Unexpected(m)),
-        }
+        self.read(|h| match h {
+            Head::Array(n) => Some(n),
+            _ => None,
+        })
     }
 
     /// Read a map header and return its number of pairs.
     pub fn read_map_len(&mut self) -> Result<usize, MsgpackError> {
-        let m = self.byte()?;
-        match m {
-            0x80..=0x8f => Ok(usize::from(m & 0x0f)),
-            0xde => Ok(self.be(2)? as usize),
-            0xdf => Ok(self.be(4)? as usize),
-            _ => Err(MsgpackError::Unexpected(m)),
-        }
+        self.read(|h| match h {
+            Head::Map(n) => Some(n),
+            _ => None,
+        })
     }
 
     /// Read a string (or bin) and return its bytes.
     pub fn read_str(&mut self) -> Result<&'a [u8], MsgpackError> {
-        let m = self.byte()?;
-        let n = match m {
-            0xa0..=0xbf => usize::from(m & 0x1f),
-            0xd9 | 0xc4 => self.be(1)? as usize,
-            0xda | 0xc5 => self.be(2)? as usize,
-            0xdb | 0xc6 => self.be(4)? as usize,
-            _ => return Err(MsgpackError::Unexpected(m)),
-        };
-        self.take(n)
+        self.read(|h| match h {
+            Head::Str(s) | Head::Bin(s) => Some(s),
+            _ => None,
+        })
     }
 
     /// Read an ext value: its type and data bytes.
     pub fn read_ext(&mut self) -> Result<(i8, &'a [u8]), MsgpackError> {
-        let m = self.byte()?;
-        let n = match m {
-            0xd4 => 1,
-            0xd5 => 2,
-            0xd6 => 4,
-            0xd7 => 8,
-            0xd8 => 16,
-            0xc7 => self.be(1)? as usize,
-            0xc8 => self.be(2)? as usize,
-            0xc9 => self.be(4)? as usize,
-            _ => return Err(MsgpackError::Unexpected(m)),
-        };
-        let ty = self.byte()? as i8;
-        Ok((ty, self.take(n)?))
+        self.read(|h| match h {
+            Head::Ext(ty, data) => Some((ty, data)),
+            _ => None,
+        })
     }
 
     /// Read any number (int or float) as f64, for legacy timestamps.
     pub fn read_number(&mut self) -> Result<f64, MsgpackError> {
-        let m = self.peek()?;
-        match m {
-            0xca => {
-                self.pos += 1;
-                Ok(f64::from(f32::from_bits(self.be(4)? as u32)))
-            }
-            0xcb => {
-                self.pos += 1;
-                Ok(f64::from_bits(self.be(8)?))
-            }
-            0xd0..=0xd3 => Ok(self.read_int()? as f64),
-            _ => Ok(self.read_uint()? as f64),
-        }
+        self.read(|h| match h {
+            Head::Float(v) => Some(v),
+            Head::Uint(v) => Some(v as f64),
+            Head::Int(v) => Some(v as f64),
+            _ => None,
+        })
     }
 
     /// Read an unsigned integer (positive fixint or uint8..64).
     pub fn read_uint(&mut self) -> Result<u64, MsgpackError> {
-        let m = self.byte()?;
-        match m {
-            0x00..=0x7f => Ok(u64::from(m)),
-            0xcc => self.be(1),
-            0xcd => self.be(2),
-            0xce => self.be(4),
-            0xcf => self.be(8),
-            _ => Err(MsgpackError::Unexpected(m)),
-        }
+        self.read(|h| match h {
+            Head::Uint(v) => Some(v),
+            _ => None,
+        })
     }
 
-    /// Read a signed integer (any int marker).
+    /// Read a signed integer (any int marker; a uint only if it fits in i64).
     pub fn read_int(&mut self) -> Result<i64, MsgpackError> {
-        let m = self.peek()?;
-        match m {
-            0xe0..=0xff => {
-                self.pos += 1;
-                Ok(i64::from(m as i8))
-            }
-            0xd0 => {
-                self.pos += 1;
-                Ok(i64::from(self.be(1)? as u8 as i8))
-            }
-            0xd1 => {
-                self.pos += 1;
-                Ok(i64::from(self.be(2)? as u16 as i16))
-            }
-            0xd2 => {
-                self.pos += 1;
-                Ok(i64::from(self.be(4)? as u32 as i32))
-            }
-            0xd3 => {
-                self.pos += 1;
-                Ok(self.be(8)? as i64)
-            }
-            _ => i64::try_from(self.read_uint()?).map_err(|_| MsgpackError::Unexpected(m)),
-        }
+        self.read(|h| match h {
+            Head::Int(v) => Some(v),
+            Head::Uint(v) => i64::try_from(v).ok(),
+            _ => None,
+        })
     }
 
-    /// Skip one whole value and return its bytes.
+    /// Skip one whole value and return its bytes (no depth limit).
     pub fn skip_value(&mut self) -> Result<&'a [u8], MsgpackError> {
         let start = self.pos;
         // Iterative: `pending` counts values still to skip, so deep nesting costs no stack.
         let mut pending: usize = 1;
         while pending > 0 {
             pending -= 1;
-            let m = self.byte()?;
-            let skip = match m {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
-                0x80..=0x8f => {
-                    pending += 2 * usize::from(m & 0x0f);
-                    0
-                }
-                0x90..=0x9f => {
-                    pending += usize::from(m & 0x0f);
-                    0
-                }
-                0xa0..=0xbf => usize::from(m & 0x1f),
-                0xc4 | 0xd9 => self.be(1)? as usize,
-                0xc5 | 0xda => self.be(2)? as usize,
-                0xc6 | 0xdb => self.be(4)? as usize,
-                0xc7 => self.be(1)? as usize + 1,
-                0xc8 => self.be(2)? as usize + 1,
-                0xc9 => self.be(4)? as usize + 1,
-                0xca => 4,
-                0xcb => 8,
-                0xcc | 0xd0 => 1,
-                0xcd | 0xd1 => 2,
-                0xce | 0xd2 => 4,
-                0xcf | 0xd3 => 8,
-                0xd4 => 2,
-                0xd5 => 3,
-                0xd6 => 5,
-                0xd7 => 9,
-                0xd8 => 17,
-                0xdc | 0xdd => {
-                    let n = self.be(if m == 0xdc { 2 } else { 4 })? as usize;
-                    pending = pending.checked_add(n).ok_or(MsgpackError::Truncated)?;
-                    0
-                }
-                0xde | 0xdf => {
-                    let n = self.be(if m == 0xde { 2 } else { 4 })? as usize;
-                    pending = n
-                        .checked_mul(2)
-                        .and_then(|n| pending.checked_add(n))
-                        .ok_or(MsgpackError::Truncated)?;
-                    0
-                }
-                0xc1 => return Err(MsgpackError::Unexpected(m)),
+            let n = match self.head()? {
+                Head::Array(n) => n,
+                Head::Map(n) => n.saturating_mul(2),
+                _ => 0,
             };
-            self.take(skip)?;
-            // A claimed element count larger than the remaining bytes cannot be valid.
-            if pending > self.data.len() - self.pos {
-                return Err(MsgpackError::Truncated);
-            }
+            // Saturating: an overflowing count fails the check just as surely.
+            pending = pending.saturating_add(n);
+            self.check_count(pending)?;
         }
         Ok(&self.data[start..self.pos])
     }
@@ -278,6 +302,29 @@ mod tests {
             Cursor::new(&[0xc1]).skip_value(),
             Err(MsgpackError::Unexpected(0xc1))
         );
+    }
+
+    #[test]
+    fn heads_and_typed_readers() {
+        let mut c = Cursor::new(&[
+            0xd7, 0x00, 0, 0, 0, 1, 0, 0, 0, 2, // ext 8, type 0
+            0xca, 0x3f, 0xc0, 0, 0, // float32 1.5
+            0xd0, 0xff, // int8 -1
+            0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // uint64 max
+            0xc4, 0x01, 0xaa, // bin
+        ]);
+        assert_eq!(
+            c.clone().head(),
+            Ok(Head::Ext(0, &[0, 0, 0, 1, 0, 0, 0, 2]))
+        );
+        assert_eq!(c.read_ext(), Ok((0, &[0, 0, 0, 1, 0, 0, 0, 2][..])));
+        assert_eq!(c.read_number(), Ok(1.5));
+        assert_eq!(c.clone().read_uint(), Err(MsgpackError::Unexpected(0xd0)));
+        assert_eq!(c.read_int(), Ok(-1));
+        assert_eq!(c.clone().read_int(), Err(MsgpackError::Unexpected(0xcf)));
+        assert_eq!(c.read_uint(), Ok(u64::MAX));
+        assert_eq!(c.read_str(), Ok(&[0xaa][..]));
+        assert!(c.is_empty());
     }
 
     proptest::proptest! {

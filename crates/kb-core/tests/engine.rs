@@ -119,6 +119,7 @@ fn output(
     script: Vec<(FlushResult, usize)>,
 ) -> OutputInstance {
     OutputInstance {
+        plugin_name: "test".into(),
         name: name.to_string(),
         matcher: TagMatcher::new(Some(m), None).unwrap(),
         retry_limit: limit,
@@ -141,6 +142,7 @@ fn config() -> EngineConfig {
 
 fn numbers(n: usize) -> InputInstance {
     InputInstance {
+        plugin_name: "test".into(),
         name: "numbers.0".into(),
         tag: "app.log".into(),
         mem_buf_limit: None,
@@ -375,6 +377,7 @@ async fn grace_bounds_shutdown_and_reports_what_is_lost() {
     let mut e = Engine::new(config());
     e.add_input(numbers(5));
     e.add_output(OutputInstance {
+        plugin_name: "test".into(),
         name: "stuck".into(),
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
@@ -403,6 +406,7 @@ async fn stalled_output_pauses_input_at_mem_buf_limit() {
         ..config()
     });
     e.add_input(InputInstance {
+        plugin_name: "test".into(),
         name: "numbers.0".into(),
         tag: "t".into(),
         mem_buf_limit: Some(LIMIT),
@@ -413,6 +417,7 @@ async fn stalled_output_pauses_input_at_mem_buf_limit() {
         }),
     });
     e.add_output(OutputInstance {
+        plugin_name: "test".into(),
         name: "stuck".into(),
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
@@ -448,6 +453,7 @@ async fn input_resumes_when_output_drains() {
         ..config()
     });
     e.add_input(InputInstance {
+        plugin_name: "test".into(),
         name: "numbers.0".into(),
         tag: "t".into(),
         mem_buf_limit: Some(LIMIT),
@@ -482,6 +488,7 @@ async fn big_appends_seal_chunks_early_and_tags_get_their_own_chunks() {
         ..config()
     });
     e.add_input(InputInstance {
+        plugin_name: "test".into(),
         name: "a".into(),
         tag: "a".into(),
         mem_buf_limit: None,
@@ -492,6 +499,7 @@ async fn big_appends_seal_chunks_early_and_tags_get_their_own_chunks() {
         }),
     });
     e.add_input(InputInstance {
+        plugin_name: "test".into(),
         name: "b".into(),
         tag: "ignored".into(),
         mem_buf_limit: None,

@@ -1,1 +1,16 @@
-//! placeholder
+//! Input plugins of kinesis-bit, compatible with Fluent Bit's `dummy`, `cpu` and `stdin`.
+//!
+//! Each module exposes `PLUGIN` (key table and factory). Factories validate and construct
+//! only; files and standard input are touched when the engine runs the input.
+
+pub mod cpu;
+pub mod dummy;
+pub mod stdin;
+mod util;
+
+use kb_core::registry::InputPlugin;
+
+/// Every input plugin of this crate.
+pub fn plugins() -> Vec<InputPlugin> {
+    vec![dummy::PLUGIN, cpu::PLUGIN, stdin::PLUGIN]
+}

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use crate::chunk::{Chunk, Progress};
 use crate::event::{Event, EventReader, EventTime};
 use crate::json::{self, JsonOptions, JsonStats};
-use crate::msgpack::{Cursor, MsgpackError};
+use crate::msgpack::{Cursor, Head, MsgpackError};
 use crate::plugin::{FlushResult, Output, OutputWorker, PluginError};
 use crate::registry::{OutputPlugin, ServiceContext};
 
@@ -298,51 +298,42 @@ fn print_value(out: &mut Vec<u8>, c: &mut Cursor<'_>, depth: usize) -> Result<()
     if depth > 256 {
         return Err(MsgpackError::Unexpected(0));
     }
-    let m = c.peek()?;
-    match m {
-        0xc0 => {
-            c.skip_value()?;
-            out.extend_from_slice(b"nil");
+    match c.head()? {
+        Head::Nil => out.extend_from_slice(b"nil"),
+        Head::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Head::Uint(v) => {
+            let _ = write!(out, "{v}");
         }
-        0xc2 | 0xc3 => {
-            c.skip_value()?;
-            out.extend_from_slice(if m == 0xc3 { b"true" } else { b"false" });
+        Head::Int(v) => {
+            let _ = write!(out, "{v}");
         }
-        0x00..=0x7f | 0xcc..=0xcf => {
-            let _ = write!(out, "{}", c.read_uint()?);
+        Head::Float(v) => {
+            let _ = write!(out, "{v:.6}");
         }
-        0xe0..=0xff | 0xd0..=0xd3 => {
-            let _ = write!(out, "{}", c.read_int()?);
-        }
-        0xca | 0xcb => {
-            let _ = write!(out, "{:.6}", c.read_number()?);
-        }
-        0xa0..=0xbf | 0xd9..=0xdb => {
+        Head::Str(s) => {
             out.push(b'"');
-            out.extend_from_slice(c.read_str()?);
+            out.extend_from_slice(s);
             out.push(b'"');
         }
-        0xc4..=0xc6 => {
+        Head::Bin(bytes) => {
             out.push(b'"');
-            for b in c.read_str()? {
-                if b.is_ascii_graphic() || *b == b' ' {
-                    out.push(*b);
+            for &b in bytes {
+                if b.is_ascii_graphic() || b == b' ' {
+                    out.push(b);
                 } else {
                     let _ = write!(out, "\\x{b:02x}");
                 }
             }
             out.push(b'"');
         }
-        0xd4..=0xd8 | 0xc7..=0xc9 => {
-            let (ty, data) = c.read_ext()?;
+        Head::Ext(ty, data) => {
             let _ = write!(out, "(ext: {ty})\"");
             for b in data {
                 let _ = write!(out, "\\x{b:02x}");
             }
             out.push(b'"');
         }
-        0x90..=0x9f | 0xdc | 0xdd => {
-            let n = c.read_array_len()?;
+        Head::Array(n) => {
             out.push(b'[');
             for i in 0..n {
                 if i > 0 {
@@ -352,8 +343,7 @@ fn print_value(out: &mut Vec<u8>, c: &mut Cursor<'_>, depth: usize) -> Result<()
             }
             out.push(b']');
         }
-        0x80..=0x8f | 0xde | 0xdf => {
-            let n = c.read_map_len()?;
+        Head::Map(n) => {
             out.push(b'{');
             for i in 0..n {
                 if i > 0 {
@@ -365,7 +355,6 @@ fn print_value(out: &mut Vec<u8>, c: &mut Cursor<'_>, depth: usize) -> Result<()
             }
             out.push(b'}');
         }
-        _ => return Err(MsgpackError::Unexpected(m)),
     }
     Ok(())
 }

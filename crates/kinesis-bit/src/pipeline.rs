@@ -1,0 +1,283 @@
+//! Turns a loaded configuration into a ready engine: looks up each section's plugin, validates
+//! its keys, builds the instance, and collects every error (not just the first) with its
+//! location. `--dry-run` runs exactly this and stops before the engine starts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kb_config::schema::{
+    suggest, validate_section, FILTER_GENERIC_KEYS, INPUT_GENERIC_KEYS, OUTPUT_GENERIC_KEYS,
+};
+use kb_config::service::ServiceConfig;
+use kb_config::values::{parse_retry_limit, RetryLimit};
+use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
+use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
+use kb_core::registry::{FilterPlugin, InputPlugin, OutputPlugin, ServiceContext};
+use kb_core::retry::Backoff;
+use kb_core::tag::TagMatcher;
+
+/// Every plugin this build of kinesis-bit has.
+pub struct Registry {
+    pub inputs: Vec<InputPlugin>,
+    pub filters: Vec<FilterPlugin>,
+    pub outputs: Vec<OutputPlugin>,
+}
+
+impl Registry {
+    /// The built-in plugins.
+    pub fn builtin() -> Self {
+        Registry {
+            inputs: kb_inputs::plugins(),
+            filters: Vec::new(),
+            outputs: kb_core::outputs::plugins(),
+        }
+    }
+
+    /// The key table of plugin `name` of the section kind given by `kind` (`i`, `F`, `o`).
+    pub fn spec(&self, kind: kb_config::SectionKind, name: &str) -> Option<PluginSpec> {
+        use kb_config::SectionKind as K;
+        let name = name.to_ascii_lowercase();
+        match kind {
+            K::Input => self
+                .inputs
+                .iter()
+                .find(|p| p.spec.name == name)
+                .map(|p| p.spec),
+            K::Filter => self
+                .filters
+                .iter()
+                .find(|p| p.spec.name == name)
+                .map(|p| p.spec),
+            K::Output => self
+                .outputs
+                .iter()
+                .find(|p| p.spec.name == name)
+                .map(|p| p.spec),
+            _ => None,
+        }
+    }
+}
+
+/// An engine ready to run, plus what was found on the way.
+pub struct Built {
+    pub engine: Engine,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+struct Builder<'a> {
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigWarning>,
+    counters: HashMap<(kb_config::SectionKind, String), usize>,
+    svc: &'a ServiceContext,
+}
+
+impl Builder<'_> {
+    /// Find the plugin named in `section`, validate its keys, and name the instance.
+    fn resolve<'p, P>(
+        &mut self,
+        section: &Section,
+        plugins: &'p [P],
+        spec_of: impl Fn(&P) -> &PluginSpec,
+        generic: &[kb_config::KeySpec],
+    ) -> Option<(&'p P, Props)> {
+        let kind = section.kind.as_str();
+        let Some(name) = section.plugin_name() else {
+            self.errors.push(ConfigError::new(
+                section.location.clone(),
+                format!("[{kind}] 'name' is not set: every {kind} section needs a plugin name"),
+            ));
+            return None;
+        };
+        let lname = name.trim().to_ascii_lowercase();
+        let Some(plugin) = plugins.iter().find(|p| spec_of(p).name == lname) else {
+            let names: Vec<&str> = plugins.iter().map(|p| spec_of(p).name).collect();
+            let mut msg = format!("unknown {kind} '{name}'");
+            match suggest(&lname, names.iter().copied()) {
+                Some(s) => msg.push_str(&format!(" — did you mean '{s}'?")),
+                None => msg.push_str(&format!("; available {kind}s: {}", names.join(", "))),
+            }
+            let loc = section.get("name").map(|p| p.location.clone());
+            self.errors.push(ConfigError::new(
+                loc.unwrap_or_else(|| section.location.clone()),
+                msg,
+            ));
+            return None;
+        };
+        let counter = self
+            .counters
+            .entry((section.kind, lname.clone()))
+            .or_insert(0);
+        let default_name = format!("{lname}.{counter}");
+        *counter += 1;
+        let instance = section
+            .get("alias")
+            .map(|p| p.value.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .unwrap_or(default_name);
+        match validate_section(spec_of(plugin), generic, section, &instance) {
+            Ok(props) => Some((plugin, props)),
+            Err(errs) => {
+                self.errors.extend(errs);
+                None
+            }
+        }
+    }
+
+    fn matcher(&mut self, props: &Props) -> Option<TagMatcher> {
+        let glob = props.str("match");
+        let regex = props.str("match_regex");
+        if glob.is_none() && regex.is_none() {
+            self.warnings.push(ConfigWarning {
+                location: props.location.clone(),
+                message: format!(
+                    "[{}] neither 'match' nor 'match_regex' is set: this instance receives no records",
+                    props.instance
+                ),
+            });
+        } else if glob.is_some() && regex.is_some() {
+            self.warnings.push(ConfigWarning {
+                location: props.location.clone(),
+                message: format!(
+                    "[{}] both 'match' and 'match_regex' are set: a tag matching either one is routed here",
+                    props.instance
+                ),
+            });
+        }
+        match TagMatcher::new(glob, regex) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.errors
+                    .push(props.error("match_regex", format!("invalid regular expression: {e}")));
+                None
+            }
+        }
+    }
+}
+
+/// Validate and build every instance of `cfg`. All errors are returned together.
+pub fn build(
+    cfg: &PipelineConfig,
+    service: &ServiceConfig,
+    registry: &Registry,
+) -> Result<Built, Vec<ConfigError>> {
+    let svc = ServiceContext {
+        json_escape_unicode: service.json_escape_unicode,
+    };
+    let mut b = Builder {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        counters: HashMap::new(),
+        svc: &svc,
+    };
+    let mut engine = Engine::new(EngineConfig {
+        flush: Duration::from_secs_f64(service.flush_secs),
+        grace: Duration::from_secs(service.grace_secs),
+        backoff: Backoff {
+            base: service.scheduler_base,
+            cap: service.scheduler_cap,
+        },
+        ..EngineConfig::default()
+    });
+
+    for section in &cfg.inputs {
+        let Some((plugin, props)) =
+            b.resolve(section, &registry.inputs, |p| &p.spec, INPUT_GENERIC_KEYS)
+        else {
+            continue;
+        };
+        let mem_buf_limit = match props.size("mem_buf_limit") {
+            Ok(v) => v.map(|v| v as usize),
+            Err(e) => {
+                b.errors.push(e);
+                None
+            }
+        };
+        match (plugin.build)(&props, b.svc) {
+            Ok(input) => engine.add_input(InputInstance {
+                plugin_name: plugin.spec.name.to_string(),
+                tag: props.str("tag").unwrap_or(&props.instance).to_string(),
+                name: props.instance.clone(),
+                mem_buf_limit,
+                plugin: input,
+            }),
+            Err(errs) => b.errors.extend(errs),
+        }
+    }
+
+    for section in &cfg.filters {
+        let Some((plugin, props)) =
+            b.resolve(section, &registry.filters, |p| &p.spec, FILTER_GENERIC_KEYS)
+        else {
+            continue;
+        };
+        let Some(matcher) = b.matcher(&props) else {
+            continue;
+        };
+        match (plugin.build)(&props, b.svc) {
+            Ok(filter) => engine.add_filter(FilterInstance {
+                name: props.instance.clone(),
+                matcher,
+                plugin: filter,
+            }),
+            Err(errs) => b.errors.extend(errs),
+        }
+    }
+
+    for section in &cfg.outputs {
+        let Some((plugin, props)) =
+            b.resolve(section, &registry.outputs, |p| &p.spec, OUTPUT_GENERIC_KEYS)
+        else {
+            continue;
+        };
+        let Some(matcher) = b.matcher(&props) else {
+            continue;
+        };
+        let retry_limit = match props.str("retry_limit").map(parse_retry_limit) {
+            Some(Some(l)) => l,
+            Some(None) => {
+                b.warnings.push(ConfigWarning {
+                    location: props
+                        .get("retry_limit")
+                        .map(|p| p.location.clone())
+                        .unwrap_or(props.location.clone()),
+                    message: format!("[{}] invalid retry_limit. set default.", props.instance),
+                });
+                RetryLimit::Limited(1)
+            }
+            None => RetryLimit::Limited(1),
+        };
+        let workers = match props.u64("workers") {
+            Ok(w) => w.unwrap_or(1).clamp(1, 256) as usize,
+            Err(e) => {
+                b.errors.push(e);
+                1
+            }
+        };
+        match (plugin.build)(&props, b.svc) {
+            Ok(output) => engine.add_output(OutputInstance {
+                plugin_name: plugin.spec.name.to_string(),
+                name: props.instance.clone(),
+                matcher,
+                retry_limit,
+                workers,
+                plugin: output,
+            }),
+            Err(errs) => b.errors.extend(errs),
+        }
+    }
+
+    if cfg.inputs.is_empty() && b.errors.is_empty() {
+        b.warnings.push(ConfigWarning {
+            location: kb_config::Location::Default,
+            message: "no inputs are configured: nothing will be collected".into(),
+        });
+    }
+    if b.errors.is_empty() {
+        Ok(Built {
+            engine,
+            warnings: b.warnings,
+        })
+    } else {
+        Err(b.errors)
+    }
+}

@@ -1,0 +1,408 @@
+//! The binary run as a user would: pipelines from the command line and from files, what they
+//! print, how they fail, and how they stop.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinesis-bit"));
+    c.env_remove("FLB_LOG_LEVEL");
+    c
+}
+
+fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kinesis-bit");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written from a thread: the agent's output must be read while it still reads input.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = wait_with_timeout(child, Duration::from_secs(20));
+    writer.join().unwrap();
+    out
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut v);
+        }
+        v
+    })
+}
+
+/// Wait for the agent to exit, reading its output meanwhile; kill it after `limit`.
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "kinesis-bit did not exit within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn terminate(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn stdin_to_stdout_json_lines_delivers_both_records_and_exits_0() {
+    let out = run_with_stdin(
+        &[
+            "-i",
+            "stdin",
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_key=false",
+            "-m",
+            "*",
+        ],
+        b"{\"a\":1}\nplain\n",
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"a\":1}\n{\"log\":\"plain\"}\n"
+    );
+}
+
+#[test]
+fn stdin_with_date_key_as_in_the_issue() {
+    let out = run_with_stdin(
+        &[
+            "-i",
+            "stdin",
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-m",
+            "*",
+        ],
+        b"{\"a\":1}\nplain\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["a"], 1);
+    assert_eq!(lines[1]["log"], "plain");
+    assert!(lines[0]["date"].as_f64().unwrap() > 1.7e9);
+}
+
+#[test]
+fn many_stdin_lines_all_arrive_in_order() {
+    let mut input = Vec::new();
+    for i in 0..20_000 {
+        writeln!(input, "{{\"seq\":{i},\"msg\":\"line {i}\"}}").unwrap();
+    }
+    let out = run_with_stdin(
+        &[
+            "-i",
+            "stdin",
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_key=false",
+            "-m",
+            "*",
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, input);
+}
+
+#[test]
+fn cpu_to_stdout_prints_records_every_second_and_stops_on_sigterm() {
+    let child = bin()
+        .args(["-i", "cpu", "-o", "stdout", "-m", "*", "-f", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    terminate(&child);
+    let start = Instant::now();
+    let out = wait_with_timeout(child, Duration::from_secs(10));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(7));
+    let records: Vec<&str> = stdout.lines().filter(|l| l.contains("cpu.0: [[")).collect();
+    assert!(records.len() >= 2, "expected CPU records, got:\n{stdout}");
+    for r in records {
+        assert!(r.starts_with('['), "{r}");
+        assert!(
+            r.contains("{\"cpu_p\"=>")
+                && r.contains("\"user_p\"=>")
+                && r.contains("\"cpu0.p_cpu\"=>"),
+            "{r}"
+        );
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("[ info] [engine] caught signal (SIGTERM)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_delivers_everything_buffered() {
+    // Flush is 30 s, so the records can only come out through shutdown's final flush.
+    let child = bin()
+        .args([
+            "-f",
+            "30",
+            "-i",
+            "dummy",
+            "-p",
+            "rate=100",
+            "-p",
+            "dummy={\"k\":\"v\"}",
+            "-t",
+            "d",
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_key=false",
+            "-m",
+            "d",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(&child);
+    let out = wait_with_timeout(child, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let n = text.lines().count();
+    assert!(n >= 100, "expected >= 100 buffered records, got {n}");
+    assert!(text.lines().all(|l| l == "{\"k\":\"v\"}"));
+}
+
+#[test]
+fn dry_run_names_the_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(
+        &conf,
+        "[SERVICE]\n    Flush 1\n\n[INPUT]\n    Name cpu\n\n[OUTPUT]\n    Name  stdout\n    Match *\n    Formt json\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:10: [output stdout.0] unknown configuration property 'formt'; did you mean 'format'?", conf.display())),
+        "{err}"
+    );
+    assert!(err.contains("Error: configuration file contains errors. Aborting"));
+}
+
+#[test]
+fn dry_run_success_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("good.yaml");
+    std::fs::write(
+        &conf,
+        "service:\n  flush: 1\npipeline:\n  inputs:\n    - name: cpu\n      tag: cpu.local\n  outputs:\n    - name: stdout\n      match: '*'\n      format: json_lines\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("configuration test is successful"));
+}
+
+#[test]
+fn unknown_plugin_gets_a_suggestion_and_every_error_is_reported() {
+    let out = bin()
+        .args([
+            "-i",
+            "cpuu",
+            "-o",
+            "stdot",
+            "-m",
+            "*",
+            "-p",
+            "x=1",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("command line: -i cpuu: unknown input 'cpuu' — did you mean 'cpu'?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown output 'stdot' — did you mean 'stdout'?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = bin().arg("-V").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "kinesis-bit v{}\ncompatible with Fluent Bit 5.1.1\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let out = bin().arg("-h").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for p in ["stdin", "cpu", "dummy", "stdout", "null"] {
+        assert!(text.contains(p), "{p} missing from help:\n{text}");
+    }
+    let out = bin().args(["-o", "stdout", "-h"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("OPTIONS") && text.contains("GLOBAL_OPTIONS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("json_date_key") && text.contains("> default: date, type: string"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unsupported_and_unknown_options_fail() {
+    let out = bin().arg("--daemon").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not supported by kinesis-bit"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin().arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--bogus"), "{}", stderr(&out));
+}
+
+#[test]
+fn log_file_receives_fluent_bit_formatted_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kb.log");
+    let out = run_with_stdin(
+        &[
+            "-l",
+            log.to_str().unwrap(),
+            "-i",
+            "stdin",
+            "-o",
+            "null",
+            "-m",
+            "*",
+        ],
+        b"x\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("[engine] started (pid="))
+        .unwrap_or_else(|| panic!("no start line in:\n{text}"));
+    // [2026/11/25 18:00:00.123] [ info] [engine] started (pid=N)
+    let re = regex_lite(line);
+    assert!(re, "bad log line format: {line}");
+}
+
+/// `[YYYY/MM/DD HH:MM:SS.mmm] [ info] ` prefix check without a regex dependency.
+fn regex_lite(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 33
+        && b[0] == b'['
+        && b[5] == b'/'
+        && b[8] == b'/'
+        && b[11] == b' '
+        && b[14] == b':'
+        && b[17] == b':'
+        && b[20] == b'.'
+        && &line[24..33] == "] [ info]"
+}
+
+#[test]
+fn quiet_and_env_level_precedence() {
+    let out = run_with_stdin(&["-q", "-i", "stdin", "-o", "null", "-m", "*"], b"x\n");
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+    let mut c = bin();
+    c.env("FLB_LOG_LEVEL", "debug");
+    let mut child = c
+        .args(["-q", "-i", "stdin", "-o", "null", "-m", "*"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"x\n").unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(20));
+    assert!(
+        stderr(&out).contains("[ info] [engine] started"),
+        "{}",
+        stderr(&out)
+    );
+}
