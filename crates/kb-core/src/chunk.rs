@@ -85,6 +85,7 @@ pub struct Progress {
     words: Vec<u64>,
     total: usize,
     done: usize,
+    dropped: usize,
 }
 
 impl Progress {
@@ -94,6 +95,7 @@ impl Progress {
             words: vec![0; total.div_ceil(64)],
             total,
             done: 0,
+            dropped: 0,
         }
     }
 
@@ -136,6 +138,20 @@ impl Progress {
             *w |= bit;
             self.done += 1;
         }
+    }
+
+    /// Mark record `i` as done because the output deliberately dropped it (oversize, rejected,
+    /// ...); the engine counts it in `dropped_records` instead of `proc_records`.
+    pub fn mark_dropped(&mut self, i: usize) {
+        if !self.is_done(i) {
+            self.mark_done(i);
+            self.dropped += 1;
+        }
+    }
+
+    /// Number of records marked with [`Progress::mark_dropped`].
+    pub fn dropped_count(&self) -> usize {
+        self.dropped
     }
 
     /// Mark records `range` as done: "records 0..k of this chunk are done".

@@ -184,12 +184,17 @@ pub struct Engine {
 impl Engine {
     /// An engine with no instances yet.
     pub fn new(config: EngineConfig) -> Self {
+        Self::with_metrics(config, Arc::new(Metrics::default()))
+    }
+
+    /// An engine that records into `metrics` (shared with plugins built before it).
+    pub fn with_metrics(config: EngineConfig, metrics: Arc<Metrics>) -> Self {
         Engine {
             config,
             inputs: Vec::new(),
             filters: Vec::new(),
             outputs: Vec::new(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         }
     }
 
@@ -388,16 +393,29 @@ async fn run_worker(
         let Some(mut task) = task else { break };
         let route = &shared.routes[route_idx];
         let m = &route.metrics;
-        let before = task.progress.done_count();
+        let before_done = task.progress.done_count();
+        let before_dropped = task.progress.dropped_count();
         let result = worker.flush(&task.chunk, &mut task.progress).await;
-        let newly_done = task.progress.done_count() - before;
+        let newly_done = task.progress.done_count() - before_done;
+        let dropped = task.progress.dropped_count() - before_dropped;
+        metrics::add(&m.dropped_records, dropped as u64);
         let chunk_id = task.chunk.id;
+        // On Ok, whatever is still pending counts as delivered (plain outputs mark nothing).
+        let delivered = newly_done - dropped
+            + if result == FlushResult::Ok {
+                task.progress.pending_count()
+            } else {
+                0
+            };
+        metrics::add(&m.proc_records, delivered as u64);
+        let total = task.progress.total().max(1);
+        metrics::add(
+            &m.proc_bytes,
+            (task.chunk.size() * delivered / total) as u64,
+        );
+        shared.record_done(newly_done);
         match result {
             FlushResult::Ok => {
-                let delivered = task.progress.pending_count() + newly_done;
-                metrics::add(&m.proc_records, delivered as u64);
-                metrics::add(&m.proc_bytes, task.chunk.size() as u64);
-                shared.record_done(newly_done);
                 if task.retries > 0 {
                     tracing::info!(target: "engine",
                         "flush chunk '{chunk_id}' succeeded at retry {}: input={} > output={} (worker {index})",
@@ -406,17 +424,12 @@ async fn run_worker(
                 // finish() retires the still-pending records: they were just delivered.
                 shared.finish(&task);
             }
-            FlushResult::Retry if task.progress.is_complete() => {
-                metrics::add(&m.proc_records, newly_done as u64);
-                shared.record_done(newly_done);
-                shared.finish(&task);
-            }
+            FlushResult::Retry if task.progress.is_complete() => shared.finish(&task),
             FlushResult::Retry => {
-                metrics::add(&m.proc_records, newly_done as u64);
-                shared.record_done(newly_done);
                 if may_retry(route.retry_limit, task.retries) {
                     task.retries += 1;
                     metrics::add(&m.retries, 1);
+                    metrics::add(&m.retried_records, task.progress.pending_count() as u64);
                     let draining = *shared.draining.borrow();
                     let delay = if draining {
                         Duration::from_secs(1)
@@ -439,8 +452,6 @@ async fn run_worker(
                 }
             }
             FlushResult::Error => {
-                metrics::add(&m.proc_records, newly_done as u64);
-                shared.record_done(newly_done);
                 let pending = task.progress.pending_count();
                 metrics::add(&m.errors, 1);
                 metrics::add(&m.dropped_records, pending as u64);

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use kb_config::{ConfigError, PluginSpec, Props};
 
 use crate::plugin::{Filter, Input, Output};
@@ -13,12 +14,15 @@ use crate::plugin::{Filter, Input, Output};
 pub struct ServiceContext {
     /// `json.escape_unicode`.
     pub json_escape_unicode: bool,
+    /// Where plugins register their own counters (the engine's registry).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ServiceContext {
     fn default() -> Self {
         ServiceContext {
             json_escape_unicode: true,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 }

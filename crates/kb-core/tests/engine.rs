@@ -523,3 +523,46 @@ async fn big_appends_seal_chunks_early_and_tags_get_their_own_chunks() {
     assert_eq!(a.iter().map(|x| x.2.len()).sum::<usize>(), 300);
     assert_eq!(log.iter().filter(|(_, n, _)| n == "k:b.custom").count(), 1);
 }
+
+/// Drops every even record, delivers the rest.
+struct DropsEven;
+
+#[async_trait]
+impl Output for DropsEven {
+    async fn new_worker(&self, _: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
+        Ok(Box::new(DropsEven))
+    }
+}
+
+#[async_trait]
+impl OutputWorker for DropsEven {
+    async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
+        for i in (0..chunk.records).step_by(2) {
+            progress.mark_dropped(i);
+        }
+        FlushResult::Ok
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_an_output_drops_are_counted_as_dropped_not_processed() {
+    let mut e = Engine::new(config());
+    e.add_input(numbers(9));
+    e.add_output(OutputInstance {
+        plugin_name: "test".into(),
+        name: "drops".into(),
+        matcher: TagMatcher::new(Some("*"), None).unwrap(),
+        retry_limit: RetryLimit::Limited(1),
+        workers: 1,
+        plugin: Arc::new(DropsEven),
+    });
+    let metrics = e.metrics();
+    let report = e
+        .run(tokio::time::sleep(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(report.lost_records, 0);
+    let m = &metrics.outputs()[0].1;
+    assert_eq!(metrics::get(&m.dropped_records), 5);
+    assert_eq!(metrics::get(&m.proc_records), 4);
+}
