@@ -162,6 +162,7 @@ pub fn build(
 ) -> Result<Built, Vec<ConfigError>> {
     let svc = ServiceContext {
         json_escape_unicode: service.json_escape_unicode,
+        ..ServiceContext::default()
     };
     let mut b = Builder {
         errors: Vec::new(),
@@ -169,15 +170,18 @@ pub fn build(
         counters: HashMap::new(),
         svc: &svc,
     };
-    let mut engine = Engine::new(EngineConfig {
-        flush: Duration::from_secs_f64(service.flush_secs),
-        grace: Duration::from_secs(service.grace_secs),
-        backoff: Backoff {
-            base: service.scheduler_base,
-            cap: service.scheduler_cap,
+    let mut engine = Engine::with_metrics(
+        EngineConfig {
+            flush: Duration::from_secs_f64(service.flush_secs),
+            grace: Duration::from_secs(service.grace_secs),
+            backoff: Backoff {
+                base: service.scheduler_base,
+                cap: service.scheduler_cap,
+            },
+            ..EngineConfig::default()
         },
-        ..EngineConfig::default()
-    });
+        svc.metrics.clone(),
+    );
 
     for section in &cfg.inputs {
         let Some((plugin, props)) =
