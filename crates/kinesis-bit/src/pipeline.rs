@@ -29,7 +29,11 @@ impl Registry {
         Registry {
             inputs: kb_inputs::plugins(),
             filters: Vec::new(),
-            outputs: kb_core::outputs::plugins(),
+            outputs: {
+                let mut o = kb_core::outputs::plugins();
+                o.insert(0, kb_kinesis::output::PLUGIN);
+                o
+            },
         }
     }
 

@@ -1,0 +1,501 @@
+//! From a chunk to the Kinesis records of one flush: every pending event is formatted
+//! (§2.1), given its partition key (§4), compressed, size-checked (§3) and, with aggregation,
+//! packed (§2.7/§2.8). Records that can never be sent are marked dropped in the progress with
+//! their reason. All buffers are reused from flush to flush.
+
+use std::ops::Range;
+
+use kb_core::event::EventReader;
+use kb_core::{Chunk, Progress};
+
+use crate::accessor::{random_key, RecordAccessor};
+use crate::aggregate::KplAggregate;
+use crate::compress::{Compression, Compressor};
+use crate::config::{Aggregation, OversizePolicy, Settings};
+use crate::format::{FormatOptions, RecordFormatter, Skip};
+use crate::metrics::{DropReason, KinesisMetrics};
+use crate::ratelimit::{suppressed_note, LogLimiter};
+use crate::time_format::TimeFormat;
+
+/// Length of a generated partition key.
+pub const RANDOM_KEY_LEN: usize = 16;
+
+/// The partition key of one Kinesis record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A fresh random key at every send attempt (spreads retries over shards).
+    Random,
+    /// A key taken from the record, stored in [`Prepared::keys`].
+    Fixed(Range<usize>),
+}
+
+/// One Kinesis record: its Data, its key, and the chunk records it carries.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub data: Range<usize>,
+    pub key: Key,
+    /// Range in [`Prepared::members`] of the chunk record indexes inside this Kinesis record.
+    pub members: Range<usize>,
+}
+
+/// The Kinesis records of one flush.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub arena: Vec<u8>,
+    pub keys: String,
+    pub entries: Vec<Entry>,
+    pub members: Vec<usize>,
+}
+
+impl Prepared {
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.keys.clear();
+        self.entries.clear();
+        self.members.clear();
+    }
+
+    /// The Data bytes of entry `e`.
+    pub fn data(&self, e: &Entry) -> &[u8] {
+        &self.arena[e.data.clone()]
+    }
+
+    /// The chunk record indexes carried by entry `e`.
+    pub fn members(&self, e: &Entry) -> &[usize] {
+        &self.members[e.members.clone()]
+    }
+}
+
+/// A record formatted but not yet packed (aggregation modes only).
+struct Staged {
+    data: Range<usize>,
+    key: Key,
+    record: usize,
+}
+
+/// Turns chunks into [`Prepared`] Kinesis records; one per worker.
+pub struct Preparer {
+    formatter: RecordFormatter,
+    compressor: Compressor,
+    compression: Option<Compression>,
+    accessor: Option<RecordAccessor>,
+    aggregation: Aggregation,
+    max_record_size: usize,
+    oversize: OversizePolicy,
+    append_newline: bool,
+    stream: String,
+    staging: Vec<u8>,
+    staged: Vec<Staged>,
+    scratch: Vec<u8>,
+    key_buf: String,
+    kpl: KplAggregate,
+}
+
+/// `[Truncated...]`: the suffix of a truncated record, as Fluent Bit writes it.
+const TRUNCATED: &[u8] = b"[Truncated...]";
+
+impl Preparer {
+    /// A preparer for the validated `settings`.
+    pub fn new(settings: &Settings) -> Self {
+        let (time_format, _) = TimeFormat::compile(&settings.time_key_format);
+        Preparer {
+            formatter: RecordFormatter::new(FormatOptions {
+                time_key: settings.time_key.clone(),
+                time_format,
+                log_key: settings.log_key.clone(),
+                append_newline: settings.append_newline,
+                escape_unicode: settings.escape_unicode,
+            }),
+            compressor: Compressor::default(),
+            compression: settings.compression,
+            accessor: settings
+                .partition_key
+                .as_deref()
+                .and_then(|p| RecordAccessor::parse(p).ok()),
+            aggregation: settings.aggregation,
+            max_record_size: settings.max_record_size,
+            oversize: settings.oversize_policy,
+            append_newline: settings.append_newline,
+            stream: settings.stream.clone(),
+            staging: Vec::new(),
+            staged: Vec::new(),
+            scratch: Vec::new(),
+            key_buf: String::new(),
+            kpl: KplAggregate::default(),
+        }
+    }
+
+    /// Fill `out` with the Kinesis records for the pending events of `chunk`.
+    pub fn prepare(
+        &mut self,
+        chunk: &Chunk,
+        progress: &mut Progress,
+        out: &mut Prepared,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) {
+        out.clear();
+        self.staging.clear();
+        self.staged.clear();
+        for (i, ev) in EventReader::new(&chunk.data).enumerate() {
+            if progress.is_done(i) {
+                continue;
+            }
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    // The rest of the chunk cannot be framed: drop what is left, visibly.
+                    let pending: Vec<usize> = (i..progress.total())
+                        .filter(|j| !progress.is_done(*j))
+                        .collect();
+                    for j in &pending {
+                        progress.mark_dropped(*j);
+                    }
+                    metrics.dropped(DropReason::Malformed, pending.len() as u64);
+                    tracing::error!(
+                        "chunk '{}' holds malformed events ({e}): {} records dropped, {}",
+                        chunk.id,
+                        pending.len(),
+                        self.stream
+                    );
+                    break;
+                }
+            };
+            let key = self.key_for(ev.record, out, metrics, limiter);
+            let target = if self.aggregation == Aggregation::None {
+                &mut out.arena
+            } else {
+                &mut self.staging
+            };
+            let start = target.len();
+            if let Err(skip) = self.formatter.format(&ev, target) {
+                target.truncate(start);
+                if let Key::Fixed(r) = &key {
+                    out.keys.truncate(r.start);
+                }
+                progress.mark_dropped(i);
+                self.report_skip(skip, metrics, limiter);
+                continue;
+            }
+            // Per-record compression, except with simple aggregation (the aggregate is compressed).
+            if let (Some(c), false) = (self.compression, self.aggregation == Aggregation::Simple) {
+                self.scratch.clear();
+                self.compressor
+                    .compress(c, &target[start..], &mut self.scratch);
+                target.truncate(start);
+                target.extend_from_slice(&self.scratch);
+            }
+            let data = start..target.len();
+            match self.aggregation {
+                Aggregation::None => {
+                    let limit = self
+                        .max_record_size
+                        .saturating_sub(key_len(&key, &out.keys));
+                    if data.len() > limit
+                        && !self.fit_oversize(
+                            &mut out.arena,
+                            data.clone(),
+                            limit,
+                            i,
+                            progress,
+                            metrics,
+                            limiter,
+                        )
+                    {
+                        if let Key::Fixed(r) = &key {
+                            out.keys.truncate(r.start);
+                        }
+                        continue;
+                    }
+                    let m = out.members.len();
+                    out.members.push(i);
+                    out.entries.push(Entry {
+                        data: data.start..out.arena.len(),
+                        key,
+                        members: m..m + 1,
+                    });
+                }
+                _ => self.staged.push(Staged {
+                    data,
+                    key,
+                    record: i,
+                }),
+            }
+        }
+        match self.aggregation {
+            Aggregation::None => {}
+            Aggregation::Simple => self.pack_simple(out, progress, metrics, limiter),
+            Aggregation::Kpl => self.pack_kpl(out, progress, metrics, limiter),
+        }
+    }
+
+    /// The record's partition key (accessor value, else a random key at send time).
+    fn key_for(
+        &mut self,
+        record: &[u8],
+        out: &mut Prepared,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) -> Key {
+        let Some(acc) = &self.accessor else {
+            return Key::Random;
+        };
+        self.key_buf.clear();
+        if acc.extract(record, &mut self.key_buf) {
+            let start = out.keys.len();
+            out.keys.push_str(&self.key_buf);
+            return Key::Fixed(start..out.keys.len());
+        }
+        kb_core::metrics::add(&metrics.partition_key_fallbacks, 1);
+        if let Some(n) = limiter.allow("partition_key_fallback") {
+            tracing::warn!(
+                "partition_key {} gave no usable value; using a random key{}, {}",
+                acc,
+                suppressed_note(n),
+                self.stream
+            );
+        }
+        Key::Random
+    }
+
+    fn report_skip(&self, skip: Skip, metrics: &KinesisMetrics, limiter: &LogLimiter) {
+        match skip {
+            Skip::Empty => {
+                metrics.dropped(DropReason::Empty, 1);
+                tracing::debug!("Found empty log message, {}", self.stream);
+            }
+            Skip::LogKeyMissing => {
+                metrics.dropped(DropReason::LogKeyMissing, 1);
+                if let Some(n) = limiter.allow("log_key_missing") {
+                    tracing::warn!(
+                        "Could not find log_key '{}' in record, {}{}",
+                        self.formatter.log_key().unwrap_or(""),
+                        self.stream,
+                        suppressed_note(n)
+                    );
+                }
+            }
+            Skip::TimeFormat => {
+                metrics.dropped(DropReason::TimeFormat, 1);
+                if let Some(n) = limiter.allow("time_format") {
+                    tracing::error!(
+                        "Could not create time stamp for the record, discarding record, {}{}",
+                        self.stream,
+                        suppressed_note(n)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Apply `oversize_policy` to the record at `data` in `arena` (the last thing in it). Returns
+    /// whether the (possibly truncated) record stays.
+    #[allow(clippy::too_many_arguments)]
+    fn fit_oversize(
+        &self,
+        arena: &mut Vec<u8>,
+        data: Range<usize>,
+        limit: usize,
+        record: usize,
+        progress: &mut Progress,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) -> bool {
+        let size = data.len();
+        if self.oversize == OversizePolicy::Truncate && self.compression.is_none() {
+            let suffix = TRUNCATED.len() + usize::from(self.append_newline);
+            if limit > suffix {
+                arena.truncate(data.start + limit - suffix);
+                arena.extend_from_slice(TRUNCATED);
+                if self.append_newline {
+                    arena.push(b'\n');
+                }
+                kb_core::metrics::add(&metrics.truncated, 1);
+                return true;
+            }
+        }
+        arena.truncate(data.start);
+        progress.mark_dropped(record);
+        metrics.dropped(DropReason::Oversize, 1);
+        if let Some(n) = limiter.allow("oversize") {
+            tracing::warn!(
+                "[size={size}] Discarding record which is larger than max_record_size={}, {}{}",
+                self.max_record_size,
+                self.stream,
+                suppressed_note(n)
+            );
+        }
+        false
+    }
+
+    /// §2.7: concatenate consecutive records with the same key up to the limit (measured before
+    /// compression), then compress each aggregate if configured.
+    fn pack_simple(
+        &mut self,
+        out: &mut Prepared,
+        progress: &mut Progress,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) {
+        let mut i = 0;
+        while i < self.staged.len() {
+            let key = self.staged[i].key.clone();
+            let limit = self
+                .max_record_size
+                .saturating_sub(key_len(&key, &out.keys));
+            let first = &self.staged[i];
+            if first.data.len() > limit {
+                let (record, size) = (first.record, first.data.len());
+                self.drop_oversize(record, size, progress, metrics, limiter);
+                i += 1;
+                continue;
+            }
+            let start_data = first.data.start;
+            let mut end_data = first.data.end;
+            let m = out.members.len();
+            out.members.push(first.record);
+            let mut j = i + 1;
+            while j < self.staged.len()
+                && same_key(&self.staged[j].key, &key, &out.keys)
+                && self.staged[j].data.start == end_data
+                && self.staged[j].data.end - start_data <= limit
+            {
+                end_data = self.staged[j].data.end;
+                out.members.push(self.staged[j].record);
+                j += 1;
+            }
+            let start = out.arena.len();
+            match self.compression {
+                Some(c) => {
+                    self.compressor
+                        .compress(c, &self.staging[start_data..end_data], &mut out.arena)
+                }
+                None => out
+                    .arena
+                    .extend_from_slice(&self.staging[start_data..end_data]),
+            }
+            if out.arena.len() - start > limit {
+                // Compression made it bigger than the limit: the aggregate cannot be sent.
+                out.arena.truncate(start);
+                let members: Vec<usize> = out.members.drain(m..).collect();
+                for r in members {
+                    self.drop_oversize(r, end_data - start_data, progress, metrics, limiter);
+                }
+            } else {
+                out.entries.push(Entry {
+                    data: start..out.arena.len(),
+                    key,
+                    members: m..out.members.len(),
+                });
+            }
+            i = j;
+        }
+    }
+
+    /// §2.8: KPL aggregates of consecutive records with the same key, closed before they would
+    /// exceed the limit; an aggregate of one record is sent plain.
+    fn pack_kpl(
+        &mut self,
+        out: &mut Prepared,
+        progress: &mut Progress,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) {
+        let mut i = 0;
+        while i < self.staged.len() {
+            let key = self.staged[i].key.clone();
+            let outer_len = key_len(&key, &out.keys);
+            let limit = self.max_record_size.saturating_sub(outer_len);
+            // The key inside the table: the record's key, or a random one chosen now that is
+            // also the outer key, so the aggregate's table and outer key agree.
+            let table_key: String = match &key {
+                Key::Fixed(r) => out.keys[r.clone()].to_string(),
+                Key::Random => {
+                    let mut k = String::new();
+                    random_key(&mut fastrand::Rng::new(), &mut k);
+                    k
+                }
+            };
+            self.kpl.reset(&table_key);
+            let m = out.members.len();
+            let mut j = i;
+            while j < self.staged.len() && same_key(&self.staged[j].key, &key, &out.keys) {
+                let len = self.staged[j].data.len();
+                if self.kpl.size_with(len) > limit {
+                    break;
+                }
+                self.kpl.push(&self.staging[self.staged[j].data.clone()]);
+                out.members.push(self.staged[j].record);
+                j += 1;
+            }
+            if j == i {
+                let (record, size) = (self.staged[i].record, self.staged[i].data.len());
+                self.drop_oversize(record, size, progress, metrics, limiter);
+                i += 1;
+                continue;
+            }
+            let start = out.arena.len();
+            if j - i == 1 {
+                out.arena
+                    .extend_from_slice(&self.staging[self.staged[i].data.clone()]);
+                out.entries.push(Entry {
+                    data: start..out.arena.len(),
+                    key,
+                    members: m..out.members.len(),
+                });
+            } else {
+                self.kpl.finish(&mut out.arena);
+                let key = match key {
+                    Key::Random => {
+                        let k = out.keys.len();
+                        out.keys.push_str(&table_key);
+                        Key::Fixed(k..out.keys.len())
+                    }
+                    fixed => fixed,
+                };
+                out.entries.push(Entry {
+                    data: start..out.arena.len(),
+                    key,
+                    members: m..out.members.len(),
+                });
+            }
+            i = j;
+        }
+    }
+
+    fn drop_oversize(
+        &self,
+        record: usize,
+        size: usize,
+        progress: &mut Progress,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) {
+        progress.mark_dropped(record);
+        metrics.dropped(DropReason::Oversize, 1);
+        if let Some(n) = limiter.allow("oversize") {
+            tracing::warn!(
+                "[size={size}] Discarding record which is larger than max_record_size={}, {}{}",
+                self.max_record_size,
+                self.stream,
+                suppressed_note(n)
+            );
+        }
+    }
+}
+
+/// Bytes the key counts against `max_record_size`.
+fn key_len(key: &Key, _keys: &str) -> usize {
+    match key {
+        Key::Random => RANDOM_KEY_LEN,
+        Key::Fixed(r) => r.len(),
+    }
+}
+
+fn same_key(a: &Key, b: &Key, keys: &str) -> bool {
+    match (a, b) {
+        (Key::Random, Key::Random) => true,
+        (Key::Fixed(x), Key::Fixed(y)) => keys[x.clone()] == keys[y.clone()],
+        _ => false,
+    }
+}

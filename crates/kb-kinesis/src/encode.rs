@@ -1,0 +1,177 @@
+//! The PutRecords request body (spec §5), built in one reusable buffer:
+//! `{"StreamName":"…","Records":[{"Data":"<base64>","PartitionKey":"…"},…]}` — no whitespace,
+//! this field order, standard base64 with padding written straight into the body.
+//!
+//! The limits of spec §3 are enforced exactly: at most [`MAX_RECORDS`] entries, and the
+//! serialised body (header, entries, commas, footer) at most [`MAX_BODY`] bytes, except that a
+//! single entry larger than that is accepted into an empty body (it is then sent alone).
+
+use kb_core::json::{write_json_string, JsonOptions, JsonStats};
+
+/// Records per PutRecords request (service limit).
+pub const MAX_RECORDS: usize = 500;
+
+/// Bytes per serialised PutRecords body.
+pub const MAX_BODY: usize = 10_485_760;
+
+const HEADER_START: &[u8] = b"{\"StreamName\":";
+const HEADER_END: &[u8] = b",\"Records\":[";
+const FOOTER: &[u8] = b"]}";
+const ENTRY_START: &[u8] = b"{\"Data\":\"";
+const ENTRY_MID: &[u8] = b"\",\"PartitionKey\":";
+const ENTRY_END: &[u8] = b"}";
+
+/// Stream names and keys are written as raw UTF-8 JSON (only `"`, `\` and controls escaped):
+/// shorter than `\u` escapes, and what the service counts anyway.
+const KEY_JSON: JsonOptions = JsonOptions {
+    escape_unicode: false,
+};
+
+/// Length of the standard, padded base64 of `n` bytes.
+pub const fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// Length of `s` as a JSON string including the quotes, written with raw UTF-8 (as the body
+/// writes keys).
+pub fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f | 0x7f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// A PutRecords body under construction; reuse it for every request of a worker.
+#[derive(Debug, Clone)]
+pub struct PutRecordsBody {
+    buf: Vec<u8>,
+    /// Length of `{"StreamName":"…","Records":[`.
+    header_len: usize,
+    count: usize,
+    /// Whether `buf` currently ends with the footer (after [`PutRecordsBody::finish`]).
+    finished: bool,
+}
+
+impl PutRecordsBody {
+    /// An empty body for `stream` (JSON-escaped here, once).
+    pub fn new(stream: &str) -> Self {
+        let mut b = PutRecordsBody {
+            buf: Vec::new(),
+            header_len: 0,
+            count: 0,
+            finished: false,
+        };
+        b.set_stream(stream);
+        b
+    }
+
+    /// Empty the body and address it to another stream, keeping the buffer's capacity.
+    pub fn set_stream(&mut self, stream: &str) {
+        self.buf.clear();
+        self.buf.extend_from_slice(HEADER_START);
+        write_json_string(
+            stream.as_bytes(),
+            &mut self.buf,
+            &KEY_JSON,
+            &mut JsonStats::default(),
+        );
+        self.buf.extend_from_slice(HEADER_END);
+        self.header_len = self.buf.len();
+        self.count = 0;
+        self.finished = false;
+    }
+
+    /// Remove every entry, keeping the stream and the buffer's capacity.
+    pub fn clear(&mut self) {
+        self.buf.truncate(self.header_len);
+        self.count = 0;
+        self.finished = false;
+    }
+
+    /// Reuse the body for the next request (same as [`PutRecordsBody::clear`]).
+    pub fn reset(&mut self) {
+        self.clear();
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size of the complete body as it stands (header, entries, footer).
+    pub fn body_len(&self) -> usize {
+        let entries_end = if self.finished {
+            self.buf.len() - FOOTER.len()
+        } else {
+            self.buf.len()
+        };
+        entries_end + FOOTER.len()
+    }
+
+    /// Exact bytes an entry of `data_len` Data bytes with `key` would add now, including the
+    /// separating comma when the body already has entries.
+    pub fn entry_size(&self, data_len: usize, key: &str) -> usize {
+        let comma = usize::from(self.count > 0);
+        comma + Self::entry_len(data_len, key)
+    }
+
+    /// Bytes of one `{"Data":"…","PartitionKey":"…"}` entry, without a comma.
+    pub fn entry_len(data_len: usize, key: &str) -> usize {
+        ENTRY_START.len() + base64_len(data_len) + ENTRY_MID.len() + json_string_len(key) + ENTRY_END.len()
+    }
+
+    /// Whether an entry of this size would be accepted now (see [`PutRecordsBody::try_push`]).
+    pub fn fits(&self, data_len: usize, key: &str) -> bool {
+        if self.count == 0 {
+            return true;
+        }
+        self.count < MAX_RECORDS && self.body_len() + self.entry_size(data_len, key) <= MAX_BODY
+    }
+
+    /// Append an entry if it fits in [`MAX_RECORDS`] and [`MAX_BODY`] (footer included); an
+    /// entry that alone exceeds [`MAX_BODY`] is accepted only into an empty body.
+    pub fn try_push(&mut self, data: &[u8], key: &str) -> bool {
+        if !self.fits(data.len(), key) {
+            return false;
+        }
+        if self.finished {
+            self.buf.truncate(self.buf.len() - FOOTER.len());
+            self.finished = false;
+        }
+        let add = self.entry_size(data.len(), key);
+        // Amortised growth here, so the base64 writer's exact reservation never reallocates.
+        self.buf.reserve(add + FOOTER.len());
+        #[cfg(debug_assertions)]
+        let before = self.buf.len();
+        if self.count > 0 {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(ENTRY_START);
+        base64_simd::STANDARD.encode_append(data, &mut self.buf);
+        self.buf.extend_from_slice(ENTRY_MID);
+        write_json_string(key.as_bytes(), &mut self.buf, &KEY_JSON, &mut JsonStats::default());
+        self.buf.extend_from_slice(ENTRY_END);
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(self.buf.len() - before, add, "entry_size is exact");
+        self.count += 1;
+        true
+    }
+
+    /// The complete body; entries may still be added afterwards.
+    pub fn finish(&mut self) -> &[u8] {
+        if !self.finished {
+            self.buf.extend_from_slice(FOOTER);
+            self.finished = true;
+        }
+        &self.buf
+    }
+}

@@ -1,0 +1,201 @@
+//! The output's own counters (spec §10), registered in the engine's registry with the
+//! instance name as the `name` label. Handles are looked up once; the flush path only adds.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kb_core::metrics::{add, Metrics};
+
+const PREFIX_REQUESTS: &str = "fluentbit_kinesis_streams_requests_total";
+const DROPPED: &str = "fluentbit_kinesis_streams_dropped_records_total";
+const RECORD_ERRORS: &str = "fluentbit_kinesis_streams_record_errors_total";
+const DURATION_BUCKET: &str = "fluentbit_kinesis_streams_request_duration_seconds_bucket";
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+pub const DURATION_BOUNDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How one PutRecords request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    Ok,
+    Partial,
+    Throttled,
+    ServerError,
+    ClientError,
+    AuthError,
+    TransportError,
+}
+
+impl RequestResult {
+    const ALL: [RequestResult; 7] = [
+        RequestResult::Ok,
+        RequestResult::Partial,
+        RequestResult::Throttled,
+        RequestResult::ServerError,
+        RequestResult::ClientError,
+        RequestResult::AuthError,
+        RequestResult::TransportError,
+    ];
+
+    /// The `result` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestResult::Ok => "ok",
+            RequestResult::Partial => "partial",
+            RequestResult::Throttled => "throttled",
+            RequestResult::ServerError => "server_error",
+            RequestResult::ClientError => "client_error",
+            RequestResult::AuthError => "auth_error",
+            RequestResult::TransportError => "transport_error",
+        }
+    }
+}
+
+/// Why the output dropped a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Oversize,
+    Empty,
+    LogKeyMissing,
+    Rejected,
+    TimeFormat,
+    Malformed,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 6] = [
+        DropReason::Oversize,
+        DropReason::Empty,
+        DropReason::LogKeyMissing,
+        DropReason::Rejected,
+        DropReason::TimeFormat,
+        DropReason::Malformed,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Oversize => "oversize",
+            DropReason::Empty => "empty",
+            DropReason::LogKeyMissing => "log_key_missing",
+            DropReason::Rejected => "rejected",
+            DropReason::TimeFormat => "time_format",
+            DropReason::Malformed => "malformed",
+        }
+    }
+}
+
+/// Counter handles of one output instance.
+#[derive(Debug, Clone)]
+pub struct KinesisMetrics {
+    registry: Arc<Metrics>,
+    name: String,
+    requests: Vec<Arc<AtomicU64>>,
+    dropped: Vec<Arc<AtomicU64>>,
+    duration_buckets: Vec<Arc<AtomicU64>>,
+    duration_sum_micros: Arc<AtomicU64>,
+    duration_count: Arc<AtomicU64>,
+    /// `…_in_flush_retries_total`: entries re-sent inside a flush.
+    pub in_flush_retries: Arc<AtomicU64>,
+    /// `…_request_splits_total`: requests split in halves.
+    pub request_splits: Arc<AtomicU64>,
+    /// `…_sent_bytes_total`: Data bytes accepted.
+    pub sent_bytes: Arc<AtomicU64>,
+    /// `…_partition_key_fallbacks_total`.
+    pub partition_key_fallbacks: Arc<AtomicU64>,
+    /// `…_credential_refreshes_total{trigger="auth_error"}`.
+    pub refreshes_auth_error: Arc<AtomicU64>,
+    /// `…_truncated_records_total`.
+    pub truncated: Arc<AtomicU64>,
+}
+
+impl KinesisMetrics {
+    /// Register every counter of instance `name`.
+    pub fn new(registry: Arc<Metrics>, name: &str) -> Self {
+        let c = |metric: &'static str, extra: &[(&'static str, &str)]| {
+            let mut labels = vec![("name", name)];
+            labels.extend_from_slice(extra);
+            registry.counter(metric, &labels)
+        };
+        let mut buckets: Vec<Arc<AtomicU64>> = DURATION_BOUNDS
+            .iter()
+            .map(|b| c(DURATION_BUCKET, &[("le", &b.to_string())]))
+            .collect();
+        buckets.push(c(DURATION_BUCKET, &[("le", "+Inf")]));
+        KinesisMetrics {
+            requests: RequestResult::ALL
+                .iter()
+                .map(|r| c(PREFIX_REQUESTS, &[("result", r.label())]))
+                .collect(),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| c(DROPPED, &[("reason", r.label())]))
+                .collect(),
+            duration_buckets: buckets,
+            duration_sum_micros: c(
+                "fluentbit_kinesis_streams_request_duration_seconds_sum_micros",
+                &[],
+            ),
+            duration_count: c(
+                "fluentbit_kinesis_streams_request_duration_seconds_count",
+                &[],
+            ),
+            in_flush_retries: c("fluentbit_kinesis_streams_in_flush_retries_total", &[]),
+            request_splits: c("fluentbit_kinesis_streams_request_splits_total", &[]),
+            sent_bytes: c("fluentbit_kinesis_streams_sent_bytes_total", &[]),
+            partition_key_fallbacks: c(
+                "fluentbit_kinesis_streams_partition_key_fallbacks_total",
+                &[],
+            ),
+            refreshes_auth_error: c(
+                "fluentbit_kinesis_streams_credential_refreshes_total",
+                &[("trigger", "auth_error")],
+            ),
+            truncated: c("fluentbit_kinesis_streams_truncated_records_total", &[]),
+            name: name.to_string(),
+            registry,
+        }
+    }
+
+    /// Count one request and its latency.
+    pub fn request(&self, result: RequestResult, took: Duration) {
+        let i = RequestResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        add(&self.requests[i], 1);
+        let secs = took.as_secs_f64();
+        for (b, bound) in self.duration_buckets.iter().zip(DURATION_BOUNDS.iter()) {
+            if secs <= *bound {
+                add(b, 1);
+            }
+        }
+        if let Some(inf) = self.duration_buckets.last() {
+            add(inf, 1);
+        }
+        add(&self.duration_sum_micros, took.as_micros() as u64);
+        add(&self.duration_count, 1);
+    }
+
+    /// Count `n` records dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        add(&self.dropped[i], n);
+    }
+
+    /// Count `n` entries that failed with per-record `code` (error path only: looks it up).
+    pub fn record_errors(&self, code: &str, n: u64) {
+        add(
+            &self
+                .registry
+                .counter(RECORD_ERRORS, &[("name", &self.name), ("error_code", code)]),
+            n,
+        );
+    }
+}

@@ -1,0 +1,567 @@
+//! The `kinesis_streams` plugin and its workers. A flush prepares the chunk's pending records,
+//! then sends them in PutRecords requests from the front of a queue (§6.2): accepted entries
+//! are marked done in the chunk's progress and never sent again, never-acceptable ones are
+//! dropped and counted, retryable ones go back to the front; after three backoff rounds, or on
+//! an error only time can fix, what is still queued is handed back to the engine as a Retry.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kb_aws::credentials::{CredentialCache, CredentialSettings};
+use kb_aws::error::{is_retryable_record_error, ErrorClass};
+use kb_aws::http::{proxy_from_env, HttpClient, ProxyOptions};
+use kb_aws::sign::ClockSkew;
+use kb_config::{ConfigError, PluginSpec, Props, SectionKind};
+use kb_core::plugin::{FlushResult, Output, OutputWorker, PluginError};
+use kb_core::registry::{OutputPlugin, ServiceContext};
+use kb_core::{Chunk, Progress};
+use tokio::sync::OnceCell;
+
+use crate::accessor::random_key;
+use crate::batch::{Key, Prepared, Preparer};
+use crate::config::{self, Settings};
+use crate::encode::PutRecordsBody;
+use crate::metrics::{DropReason, KinesisMetrics, RequestResult};
+use crate::ratelimit::{suppressed_note, LogLimiter};
+use crate::response::{parse_put_records_response, EntryOutcome};
+use crate::send::{Answer, Sender};
+
+/// The `kinesis_streams` output plugin.
+pub const PLUGIN: OutputPlugin = OutputPlugin {
+    spec: PluginSpec {
+        kind: SectionKind::Output,
+        name: "kinesis_streams",
+        description: "Send logs to Amazon Kinesis Streams",
+        keys: config::KEYS,
+    },
+    build,
+};
+
+/// Backoff rounds inside one flush before the remainder goes to the engine (§6.2).
+const MAX_ROUNDS: u32 = 3;
+
+fn build(props: &Props, svc: &ServiceContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    let settings = config::parse(props, svc.json_escape_unicode)?;
+    for w in &settings.warnings {
+        tracing::warn!(target: "config", "[output {}] {w}", settings.instance);
+    }
+    Ok(Arc::new(KinesisOutput {
+        metrics: KinesisMetrics::new(svc.metrics.clone(), &settings.instance),
+        settings: Arc::new(settings),
+        limiter: Arc::new(LogLimiter::default()),
+        credentials: OnceCell::new(),
+        skew: Arc::new(ClockSkew::default()),
+    }))
+}
+
+/// One configured instance; its workers share credentials, counters and log limits.
+pub struct KinesisOutput {
+    settings: Arc<Settings>,
+    metrics: KinesisMetrics,
+    limiter: Arc<LogLimiter>,
+    credentials: OnceCell<CredentialCache>,
+    skew: Arc<ClockSkew>,
+}
+
+impl KinesisOutput {
+    async fn credentials(&self) -> CredentialCache {
+        let s = &self.settings;
+        self.credentials
+            .get_or_init(|| async {
+                CredentialCache::new(CredentialSettings {
+                    region: s.region.clone(),
+                    profile: s.profile.clone(),
+                    role_arn: s.role_arn.clone(),
+                    external_id: s.external_id.clone(),
+                    sts_endpoint: s.sts_endpoint.as_ref().map(|e| e.url()),
+                    // aws-config's own HTTPS client; the tls.* keys do not reach STS yet.
+                    sts_http_client: None,
+                })
+                .await
+            })
+            .await
+            .clone()
+    }
+
+    fn client(&self) -> Result<HttpClient, PluginError> {
+        let s = &self.settings;
+        let proxy = match &s.proxy {
+            Some(url) => Some(url.clone()),
+            None if s.proxy_env_ignore => None,
+            None => proxy_from_env(&s.endpoint, |k| std::env::var(k).ok())
+                .map_err(|e| PluginError::new(format!("invalid proxy in the environment: {e}")))?,
+        };
+        let proxy = proxy.map(|url| ProxyOptions {
+            url,
+            tls: s.proxy_tls.clone(),
+        });
+        HttpClient::new(&s.endpoint, &s.tls, &s.net, proxy)
+            .map_err(|e| PluginError::new(e.to_string()))
+    }
+
+    /// §9: DescribeStreamSummary must find the stream ACTIVE or UPDATING.
+    async fn healthcheck(&self, sender: &Sender) -> Result<(), PluginError> {
+        let s = &self.settings;
+        let body = serde_json::json!({ "StreamName": s.stream }).to_string();
+        let (answer, _) = sender
+            .call("DescribeStreamSummary", Bytes::from(body))
+            .await;
+        let fail = |why: String| {
+            PluginError::new(format!(
+                "healthcheck of stream '{}' failed: {why}",
+                s.stream
+            ))
+        };
+        match answer {
+            Answer::Ok(body) => {
+                let v: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| fail(format!("unreadable DescribeStreamSummary answer: {e}")))?;
+                let summary = &v["StreamDescriptionSummary"];
+                let status = summary["StreamStatus"].as_str().unwrap_or("");
+                if status != "ACTIVE" && status != "UPDATING" {
+                    return Err(fail(format!("stream status is '{status}'")));
+                }
+                if let Some(kib) = summary["MaxRecordSizeInKiB"].as_u64() {
+                    if kib * 1024 < s.max_record_size as u64 {
+                        tracing::warn!(
+                            "stream {} accepts records up to {kib} KiB but max_record_size is {}: larger records will be rejected",
+                            s.stream, s.max_record_size
+                        );
+                    }
+                }
+                tracing::info!("healthcheck: stream {} is {status}", s.stream);
+                Ok(())
+            }
+            Answer::Error(e, _) => Err(fail(format!(
+                "{} (HTTP {}): {}",
+                e.code, e.status, e.message
+            ))),
+            Answer::Transport(e) => Err(fail(e.to_string())),
+            Answer::NoCredentials(e) => Err(fail(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Output for KinesisOutput {
+    async fn new_worker(&self, index: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
+        let s = &self.settings;
+        let sender = Sender {
+            client: self.client()?,
+            endpoint: s.endpoint.clone(),
+            region: s.region.clone(),
+            credentials: self.credentials().await,
+            skew: self.skew.clone(),
+            auto_retry: s.auto_retry_requests,
+        };
+        if index == 0 && s.healthcheck {
+            self.healthcheck(&sender).await?;
+        }
+        Ok(Box::new(KinesisWorker {
+            preparer: Preparer::new(s),
+            body: PutRecordsBody::new(&s.stream),
+            prepared: Prepared::default(),
+            queue: VecDeque::new(),
+            in_request: Vec::new(),
+            key_buf: String::new(),
+            rng: fastrand::Rng::new(),
+            sender,
+            settings: s.clone(),
+            metrics: self.metrics.clone(),
+            limiter: self.limiter.clone(),
+        }))
+    }
+}
+
+/// One flush worker: its own connection pool and buffers.
+pub struct KinesisWorker {
+    settings: Arc<Settings>,
+    metrics: KinesisMetrics,
+    limiter: Arc<LogLimiter>,
+    sender: Sender,
+    preparer: Preparer,
+    prepared: Prepared,
+    body: PutRecordsBody,
+    /// Entry indexes (into `prepared.entries`) still to send, in order.
+    queue: VecDeque<usize>,
+    in_request: Vec<usize>,
+    key_buf: String,
+    rng: fastrand::Rng,
+}
+
+/// How a split (§6.1: a whole-request rejection isolating a bad record) is progressing.
+#[derive(Default)]
+struct SplitGroup {
+    /// Sizes of the requests still to send for the group (a stack: last = next).
+    pending: Vec<usize>,
+    accepted: usize,
+    /// Single entries rejected alone, decided when the group ends.
+    rejected: Vec<usize>,
+}
+
+enum Step {
+    /// Keep sending.
+    Continue,
+    /// Wait out a backoff round first.
+    Backoff,
+    /// Stop: the rest goes back to the engine.
+    Stop,
+}
+
+impl KinesisWorker {
+    /// Fill the body from the front of the queue (at most `limit` entries). Random keys are
+    /// drawn here, so every attempt spreads over the shards anew.
+    fn build_request(&mut self, limit: Option<usize>) {
+        let Self {
+            body,
+            prepared,
+            queue,
+            in_request,
+            key_buf,
+            rng,
+            ..
+        } = self;
+        body.reset();
+        in_request.clear();
+        while let Some(&e) = queue.front() {
+            if limit.is_some_and(|l| in_request.len() >= l) {
+                break;
+            }
+            let entry = &prepared.entries[e];
+            let key: &str = match &entry.key {
+                Key::Fixed(r) => &prepared.keys[r.clone()],
+                Key::Random => {
+                    key_buf.clear();
+                    random_key(rng, key_buf);
+                    key_buf
+                }
+            };
+            if !body.try_push(&prepared.arena[entry.data.clone()], key) {
+                break;
+            }
+            queue.pop_front();
+            in_request.push(e);
+        }
+    }
+
+    fn accept(&mut self, e: usize, progress: &mut Progress) {
+        let entry = &self.prepared.entries[e];
+        kb_core::metrics::add(&self.metrics.sent_bytes, entry.data.len() as u64);
+        for &r in self.prepared.members(entry) {
+            progress.mark_done(r);
+        }
+    }
+
+    fn reject(&mut self, e: usize, progress: &mut Progress) {
+        let entry = &self.prepared.entries[e];
+        let members = self.prepared.members(entry);
+        for &r in members {
+            progress.mark_dropped(r);
+        }
+        self.metrics
+            .dropped(DropReason::Rejected, members.len() as u64);
+    }
+
+    /// Put `entries` back at the front of the queue, keeping their order.
+    fn requeue(&mut self, entries: &[usize]) {
+        for &e in entries.iter().rev() {
+            self.queue.push_front(e);
+        }
+    }
+
+    fn backoff(&mut self, round: u32) -> Duration {
+        let cap_ms = (250u64 << round.min(8)).min(2_000);
+        Duration::from_millis(self.rng.u64(0..=cap_ms))
+    }
+
+    /// Handle a 200 answer: per-entry outcomes.
+    fn on_ok(
+        &mut self,
+        body: &[u8],
+        progress: &mut Progress,
+        group: &mut Option<SplitGroup>,
+    ) -> (Step, RequestResult) {
+        let sent = std::mem::take(&mut self.in_request);
+        let stream = self.settings.stream.clone();
+        let resp = match parse_put_records_response(body, sent.len()) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(n) = self.limiter.allow("unparseable") {
+                    tracing::error!(
+                        "PutRecords response could not be parsed, {e}{}",
+                        suppressed_note(n)
+                    );
+                }
+                // Acceptance unknown: send them all again (at-least-once).
+                self.requeue(&sent);
+                kb_core::metrics::add(&self.metrics.in_flush_retries, sent.len() as u64);
+                self.in_request = sent;
+                return (Step::Backoff, RequestResult::ServerError);
+            }
+        };
+        let mut retry = Vec::new();
+        let mut codes: Vec<(String, u64, String)> = Vec::new();
+        let mut accepted = 0;
+        for (e, outcome) in sent.iter().zip(resp.outcomes()) {
+            match outcome {
+                EntryOutcome::Accepted => {
+                    accepted += 1;
+                    self.accept(*e, progress);
+                }
+                EntryOutcome::Failed { code, message } => {
+                    match codes.iter_mut().find(|(c, _, _)| c == code) {
+                        Some((_, n, _)) => *n += 1,
+                        None => codes.push((code.to_string(), 1, message.to_string())),
+                    }
+                    if is_retryable_record_error(code) {
+                        retry.push(*e);
+                    } else {
+                        self.reject(*e, progress);
+                        if let Some(n) = self.limiter.allow(&format!("rejected:{code}")) {
+                            tracing::error!("record rejected by Kinesis and dropped: {code}: {message}, {stream}{}", suppressed_note(n));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(g) = group.as_mut() {
+            g.accepted += accepted;
+        }
+        for (code, n, _) in &codes {
+            self.metrics.record_errors(code, *n);
+        }
+        let failed: u64 = codes.iter().map(|(_, n, _)| n).sum();
+        self.in_request = sent;
+        if failed == 0 {
+            return (Step::Continue, RequestResult::Ok);
+        }
+        if let Some(n) = self.limiter.allow("partial") {
+            let summary: Vec<String> = codes.iter().map(|(c, n, _)| format!("{c}={n}")).collect();
+            let example = codes.first().map(|(_, _, m)| m.as_str()).unwrap_or("");
+            tracing::warn!(
+                "{failed} out of {} records failed to be delivered, retrying only the failed records, {stream} ({}; e.g. '{example}'){}",
+                self.in_request.len(), summary.join(", "), suppressed_note(n)
+            );
+        }
+        if retry.is_empty() {
+            return (Step::Continue, RequestResult::Partial);
+        }
+        kb_core::metrics::add(&self.metrics.in_flush_retries, retry.len() as u64);
+        self.requeue(&retry);
+        (Step::Backoff, RequestResult::Partial)
+    }
+}
+
+#[async_trait]
+impl OutputWorker for KinesisWorker {
+    async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
+        self.preparer.prepare(
+            chunk,
+            progress,
+            &mut self.prepared,
+            &self.metrics,
+            &self.limiter,
+        );
+        self.queue.clear();
+        self.queue.extend(0..self.prepared.entries.len());
+        let stream = self.settings.stream.clone();
+        let mut rounds = 0;
+        let mut resent_auth = false;
+        let mut resent_skew = false;
+        let mut group: Option<SplitGroup> = None;
+
+        while !self.queue.is_empty() {
+            let limit = group.as_mut().and_then(|g| g.pending.pop());
+            self.build_request(limit);
+            let n = self.in_request.len();
+            let body = Bytes::copy_from_slice(self.body.finish());
+            tracing::debug!(
+                "PutRecords with {n} records ({} bytes), {stream}",
+                body.len()
+            );
+            let (answer, took) = self.sender.call("PutRecords", body).await;
+            let (step, result) = match answer {
+                Answer::Ok(body) => self.on_ok(&body, progress, &mut group),
+                Answer::Error(err, class) => {
+                    let sent = self.in_request.clone();
+                    self.requeue(&sent);
+                    match class {
+                        ErrorClass::ClockSkew if !resent_skew => {
+                            resent_skew = true;
+                            (Step::Continue, RequestResult::AuthError)
+                        }
+                        ErrorClass::Auth | ErrorClass::ClockSkew => {
+                            if !resent_auth
+                                && self.sender.credentials.refresh_after_auth_error().await
+                            {
+                                resent_auth = true;
+                                kb_core::metrics::add(&self.metrics.refreshes_auth_error, 1);
+                                tracing::info!("auth error, refreshing credentials");
+                                (Step::Continue, RequestResult::AuthError)
+                            } else {
+                                if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
+                                    tracing::error!(
+                                        "PutRecords API responded with error='{}', message='{}'{}",
+                                        err.code,
+                                        err.message,
+                                        suppressed_note(k)
+                                    );
+                                }
+                                (Step::Stop, RequestResult::AuthError)
+                            }
+                        }
+                        ErrorClass::Throttling | ErrorClass::ServerError => {
+                            if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
+                                tracing::error!(
+                                    "PutRecords API responded with error='{}', message='{}'{}",
+                                    err.code,
+                                    err.message,
+                                    suppressed_note(k)
+                                );
+                                if class == ErrorClass::Throttling {
+                                    tracing::error!(
+                                        "Throughput limits for {stream} may have been exceeded."
+                                    );
+                                }
+                            }
+                            kb_core::metrics::add(&self.metrics.in_flush_retries, n as u64);
+                            let r = if class == ErrorClass::Throttling {
+                                RequestResult::Throttled
+                            } else {
+                                RequestResult::ServerError
+                            };
+                            (Step::Backoff, r)
+                        }
+                        ErrorClass::RequestRejected if n > 1 => {
+                            // Split in halves, sent at once, to isolate a bad record (§6.1).
+                            kb_core::metrics::add(&self.metrics.request_splits, 1);
+                            let g = group.get_or_insert_with(SplitGroup::default);
+                            let first = n.div_ceil(2);
+                            g.pending.push(n - first);
+                            g.pending.push(first);
+                            tracing::warn!("PutRecords of {n} records rejected ({}: {}); splitting it, {stream}", err.code, err.message);
+                            (Step::Continue, RequestResult::ClientError)
+                        }
+                        ErrorClass::RequestRejected => {
+                            let e = sent[0];
+                            self.queue.pop_front();
+                            match group.as_mut() {
+                                Some(g) => g.rejected.push(e),
+                                None => {
+                                    // Nothing of this request could be delivered: the fault is
+                                    // the request or the configuration, not a record.
+                                    self.queue.push_front(e);
+                                    tracing::error!("PutRecords rejected ({}: {}); keeping the record for the engine retry, {stream}", err.code, err.message);
+                                    self.finish_group(&mut group, progress);
+                                    let r = self.remainder(progress, &stream);
+                                    self.metrics.request(RequestResult::ClientError, took);
+                                    return r;
+                                }
+                            }
+                            (Step::Continue, RequestResult::ClientError)
+                        }
+                        ErrorClass::Other => {
+                            if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
+                                tracing::error!(
+                                    "PutRecords API responded with error='{}', message='{}'{}",
+                                    err.code,
+                                    err.message,
+                                    suppressed_note(k)
+                                );
+                            }
+                            (Step::Stop, RequestResult::ClientError)
+                        }
+                    }
+                }
+                Answer::Transport(e) => {
+                    let sent = self.in_request.clone();
+                    self.requeue(&sent);
+                    if let Some(k) = self.limiter.allow("transport") {
+                        tracing::error!(
+                            "request to {} failed: {e}{}",
+                            self.sender.endpoint.host_port(),
+                            suppressed_note(k)
+                        );
+                    }
+                    (Step::Stop, RequestResult::TransportError)
+                }
+                Answer::NoCredentials(e) => {
+                    let sent = self.in_request.clone();
+                    self.requeue(&sent);
+                    if let Some(k) = self.limiter.allow("credentials") {
+                        tracing::error!("{e}{}", suppressed_note(k));
+                    }
+                    self.metrics.request(RequestResult::AuthError, took);
+                    self.finish_group(&mut group, progress);
+                    return self.remainder(progress, &stream);
+                }
+            };
+            self.metrics.request(result, took);
+            if group.as_ref().is_some_and(|g| g.pending.is_empty())
+                && !matches!(step, Step::Backoff)
+            {
+                self.finish_group(&mut group, progress);
+            }
+            match step {
+                Step::Continue => {}
+                Step::Stop => break,
+                Step::Backoff => {
+                    rounds += 1;
+                    if rounds > MAX_ROUNDS {
+                        break;
+                    }
+                    let wait = self.backoff(rounds);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        self.finish_group(&mut group, progress);
+        self.remainder(progress, &stream)
+    }
+}
+
+impl KinesisWorker {
+    /// End a split group: rejected singles are dropped if anything of the group got through,
+    /// otherwise kept for the engine retry.
+    fn finish_group(&mut self, group: &mut Option<SplitGroup>, progress: &mut Progress) {
+        let Some(g) = group.take() else { return };
+        if g.rejected.is_empty() {
+            return;
+        }
+        if g.accepted > 0 {
+            for &e in &g.rejected {
+                self.reject(e, progress);
+            }
+            if let Some(n) = self.limiter.allow("rejected:request") {
+                tracing::error!(
+                    "{} records rejected by Kinesis in a request of their own and dropped, {}{}",
+                    g.rejected.len(),
+                    self.settings.stream,
+                    suppressed_note(n)
+                );
+            }
+        } else {
+            self.requeue(&g.rejected);
+        }
+    }
+
+    /// Ok when nothing is pending, else Retry with the remainder left pending in `progress`.
+    fn remainder(&mut self, progress: &Progress, stream: &str) -> FlushResult {
+        let left = progress.pending_count();
+        tracing::debug!(
+            "processed {} records: {} done, {} to retry, {stream}",
+            progress.total(),
+            progress.done_count(),
+            left
+        );
+        if left == 0 {
+            FlushResult::Ok
+        } else {
+            tracing::warn!("{left} records handed back for a later retry, {stream}");
+            FlushResult::Retry
+        }
+    }
+}

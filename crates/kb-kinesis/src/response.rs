@@ -1,0 +1,224 @@
+//! The body of an HTTP 200 PutRecords response (spec §6.1): which entries were accepted.
+//!
+//! Entries are matched to the request by position. An entry is accepted when its `ErrorCode`
+//! is absent or `null` (kinesis-local writes `"ErrorCode":null` for successes). Anything
+//! inconsistent makes the whole response unparseable, and the caller re-sends every entry.
+//! Strings are borrowed from the body (serde `Cow`), so entries do not allocate one by one.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// How much of an unparseable body the error shows.
+pub const BODY_EXCERPT: usize = 512;
+
+#[derive(Deserialize)]
+struct RawResponse<'a> {
+    #[serde(rename = "FailedRecordCount", default)]
+    failed_record_count: Option<i64>,
+    #[serde(rename = "Records", borrow, default)]
+    records: Option<Vec<RawEntry<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawEntry<'a> {
+    #[serde(rename = "ErrorCode", borrow, default)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "ErrorMessage", borrow, default)]
+    error_message: Option<Cow<'a, str>>,
+}
+
+/// What happened to one entry of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome<'a> {
+    /// Stored by Kinesis; never send it again.
+    Accepted,
+    /// Not stored; `message` is empty when the response has none.
+    Failed {
+        /// `ErrorCode`, e.g. `ProvisionedThroughputExceededException`.
+        code: &'a str,
+        /// `ErrorMessage`.
+        message: &'a str,
+    },
+}
+
+/// Per-record error codes the service will never accept on a retry (spec §6.1): the record
+/// is dropped. Every other code is retried.
+pub fn is_permanent_error(code: &str) -> bool {
+    matches!(code, "ValidationException" | "InvalidArgumentException")
+}
+
+/// A parsed PutRecords response, borrowing from the body.
+#[derive(Debug)]
+pub struct PutRecordsResponse<'a> {
+    sent: usize,
+    failed: usize,
+    /// Empty when every entry was accepted (the `Records` array is then not needed).
+    entries: Vec<RawEntry<'a>>,
+}
+
+/// The body is not a consistent PutRecords response; acceptance of its entries is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseError {
+    reason: String,
+    body: String,
+}
+
+impl ResponseError {
+    fn new(reason: impl Into<String>, body: &[u8]) -> Self {
+        ResponseError {
+            reason: reason.into(),
+            body: excerpt(body, BODY_EXCERPT),
+        }
+    }
+
+    /// What was wrong (for debug logs).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The start of the body (at most [`BODY_EXCERPT`] bytes, cut on a character boundary).
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+impl fmt::Display for ResponseError {
+    /// Fluent Bit's message: `PutRecords response could not be parsed, <body>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PutRecords response could not be parsed, {}", self.body)
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// The first `max` bytes of `body` as text, not splitting a UTF-8 sequence.
+fn excerpt(body: &[u8], max: usize) -> String {
+    let mut cut = &body[..body.len().min(max)];
+    if cut.len() < body.len() {
+        if let Err(e) = std::str::from_utf8(cut) {
+            // A sequence cut by the limit (not one invalid in the body itself).
+            if e.error_len().is_none() {
+                cut = &cut[..e.valid_up_to()];
+            }
+        }
+    }
+    String::from_utf8_lossy(cut).into_owned()
+}
+
+/// Parse the body of an HTTP 200 PutRecords response to a request of `sent` entries.
+pub fn parse_put_records_response(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    let all_ok = PutRecordsResponse {
+        sent,
+        failed: 0,
+        entries: Vec::new(),
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(all_ok);
+    }
+    let raw: RawResponse<'_> =
+        serde_json::from_slice(body).map_err(|e| ResponseError::new(e.to_string(), body))?;
+    let count = match raw.failed_record_count {
+        Some(0) => return Ok(all_ok),
+        Some(n) if n < 0 => {
+            return Err(ResponseError::new(
+                format!("negative FailedRecordCount {n}"),
+                body,
+            ))
+        }
+        Some(n) => n as u64,
+        None => return Err(ResponseError::new("FailedRecordCount missing", body)),
+    };
+    let Some(entries) = raw.records else {
+        return Err(ResponseError::new("Records missing", body));
+    };
+    if entries.len() != sent {
+        return Err(ResponseError::new(
+            format!("{} Records for {sent} entries sent", entries.len()),
+            body,
+        ));
+    }
+    let failed = entries.iter().filter(|e| e.error_code.is_some()).count();
+    if failed as u64 != count {
+        return Err(ResponseError::new(
+            format!("FailedRecordCount {count} but {failed} Records with an ErrorCode"),
+            body,
+        ));
+    }
+    Ok(PutRecordsResponse {
+        sent,
+        failed,
+        entries,
+    })
+}
+
+impl<'a> PutRecordsResponse<'a> {
+    /// Number of entries in the request.
+    pub fn len(&self) -> usize {
+        self.sent
+    }
+
+    /// Whether the request had no entries.
+    pub fn is_empty(&self) -> bool {
+        self.sent == 0
+    }
+
+    /// Entries not accepted.
+    pub fn failed_count(&self) -> usize {
+        self.failed
+    }
+
+    /// Entries accepted.
+    pub fn accepted_count(&self) -> usize {
+        self.sent - self.failed
+    }
+
+    /// Whether every entry was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.failed == 0
+    }
+
+    /// The outcome of entry `i` (in request order); `i` must be below [`Self::len`].
+    pub fn outcome(&self, i: usize) -> EntryOutcome<'_> {
+        match self.entries.get(i) {
+            Some(RawEntry {
+                error_code: Some(code),
+                error_message,
+            }) => EntryOutcome::Failed {
+                code,
+                message: error_message.as_deref().unwrap_or(""),
+            },
+            _ => EntryOutcome::Accepted,
+        }
+    }
+
+    /// Every entry's outcome, in request order.
+    pub fn outcomes(&self) -> impl Iterator<Item = EntryOutcome<'_>> + '_ {
+        (0..self.sent).map(move |i| self.outcome(i))
+    }
+
+    /// Failed entries per `ErrorCode`, in order of first appearance (one small allocation;
+    /// responses hold only a handful of distinct codes).
+    pub fn error_counts(&self) -> Vec<(&str, usize)> {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for code in self.entries.iter().filter_map(|e| e.error_code.as_deref()) {
+            match counts.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((code, 1)),
+            }
+        }
+        counts
+    }
+
+    /// The first failed entry's code and message (the example a log summary shows).
+    pub fn first_failure(&self) -> Option<(&str, &str)> {
+        self.outcomes().find_map(|o| match o {
+            EntryOutcome::Failed { code, message } => Some((code, message)),
+            EntryOutcome::Accepted => None,
+        })
+    }
+}

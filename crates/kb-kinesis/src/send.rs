@@ -1,0 +1,120 @@
+//! One signed PutRecords (or other Kinesis JSON API) call: headers, SigV4 with the precomputed
+//! payload hash, the transport's `auto_retry_requests` re-send, and the answer classified.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+use kb_aws::credentials::CredentialCache;
+use kb_aws::endpoint::Endpoint;
+use kb_aws::error::{classify, parse_error, AwsError, ErrorClass};
+use kb_aws::http::{HttpClient, TransportError};
+use kb_aws::sign::{sha256_hex, sign_request, ClockSkew};
+
+/// Spec §5: exactly `kinesis-bit/<version>`, not signed.
+pub const USER_AGENT: &str = concat!("kinesis-bit/", env!("CARGO_PKG_VERSION"));
+
+/// What came back for one request.
+#[derive(Debug)]
+pub enum Answer {
+    /// HTTP 200 with this body.
+    Ok(Bytes),
+    /// An AWS error answer, classified.
+    Error(AwsError, ErrorClass),
+    /// No (complete) HTTP response: connect, TLS, I/O, timeout.
+    Transport(TransportError),
+    /// No credentials could be found, or signing failed.
+    NoCredentials(String),
+}
+
+/// Everything needed to send Kinesis API calls from one worker.
+pub struct Sender {
+    pub client: HttpClient,
+    pub endpoint: Endpoint,
+    pub region: String,
+    pub credentials: CredentialCache,
+    pub skew: Arc<ClockSkew>,
+    pub auto_retry: bool,
+}
+
+impl Sender {
+    /// Build, sign and send `body` to `Kinesis_20131202.<target>`; with `auto_retry_requests`, a
+    /// transport failure is followed by one immediate re-signed re-send.
+    pub async fn call(&self, target: &str, body: Bytes) -> (Answer, Duration) {
+        let started = Instant::now();
+        let hash = sha256_hex(&body);
+        let mut tries = if self.auto_retry { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let creds = match self.credentials.credentials().await {
+                Ok(c) => c,
+                Err(e) => return (Answer::NoCredentials(e.to_string()), started.elapsed()),
+            };
+            let mut req = match self.request(target, body.clone()) {
+                Ok(r) => r,
+                Err(e) => return (Answer::NoCredentials(e), started.elapsed()),
+            };
+            if let Err(e) = sign_request(
+                &mut req,
+                &hash,
+                &creds,
+                &self.region,
+                "kinesis",
+                self.skew.now(),
+            ) {
+                return (
+                    Answer::NoCredentials(format!("could not sign request: {e}")),
+                    started.elapsed(),
+                );
+            }
+            match self.client.send(req).await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if status == 200 {
+                        return (Answer::Ok(resp.into_body()), started.elapsed());
+                    }
+                    let (parts, body) = resp.into_parts();
+                    let err = parse_error(status, &parts.headers, &body);
+                    let class = classify(&err);
+                    if class == ErrorClass::ClockSkew {
+                        if let Some(date) = parts
+                            .headers
+                            .get(http::header::DATE)
+                            .and_then(|d| d.to_str().ok())
+                        {
+                            if let Some(skew) = self.skew.learn_from_date_header(date) {
+                                tracing::warn!("clock skew of {skew} s against {}: re-signing with the server's time", self.endpoint.host_port());
+                            }
+                        }
+                    }
+                    return (Answer::Error(err, class), started.elapsed());
+                }
+                Err(e) if tries > 0 => {
+                    tracing::debug!(
+                        "transport failure, re-sending once (auto_retry_requests): {e}"
+                    );
+                }
+                Err(e) => return (Answer::Transport(e), started.elapsed()),
+            }
+        }
+    }
+
+    fn request(&self, target: &str, body: Bytes) -> Result<Request<Bytes>, String> {
+        let len = body.len();
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(format!("{}/", self.endpoint.url()))
+            .header(http::header::HOST, self.endpoint.host_header())
+            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("Kinesis_20131202.{target}"))
+            .header(http::header::CONTENT_LENGTH, len)
+            .body(body)
+            .map_err(|e| format!("could not build the request: {e}"))?;
+        req.headers_mut().insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        Ok(req)
+    }
+}

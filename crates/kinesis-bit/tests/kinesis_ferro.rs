@@ -1,0 +1,300 @@
+//! The agent shipping to ferrokinesis, a real independent Kinesis implementation, as a user
+//! would run it: records are read back and compared byte for byte.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{agent, assert_success, run_with_stdin, stderr, terminate, wait_with_timeout};
+use kb_testkit::kds::Kds;
+use kb_testkit::peers::{FerroOptions, Ferrokinesis};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn ferro_with_stream(stream: &str, shards: u32) -> (Ferrokinesis, Kds) {
+    let ferro = Ferrokinesis::start();
+    let kds = Kds::new(&ferro.endpoint(), "us-east-1");
+    kds.create_stream(stream, shards)
+        .await
+        .expect("create stream");
+    (ferro, kds)
+}
+
+fn ship_stdin(endpoint: &str, stream: &str, extra: &[&str], input: &[u8]) -> std::process::Output {
+    let mut cmd = agent();
+    cmd.args(["-i", "stdin", "-o", "kinesis_streams", "-m", "*"])
+        .args(["-p", &format!("stream={stream}"), "-p", "region=us-east-1"])
+        .args(["-p", &format!("endpoint={endpoint}")]);
+    for p in extra {
+        cmd.args(["-p", p]);
+    }
+    run_with_stdin(&mut cmd, input, LIMIT)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_records_arrive_byte_for_byte() {
+    let (ferro, kds) = ferro_with_stream("s1", 2).await;
+    let input = "{\"msg\":\"héllo\",\"n\":1,\"f\":0.5}\nplain text line\n{\"a\":{\"b\":[1,2,null]},\"t\":true}\n";
+    let out = tokio::task::spawn_blocking({
+        let ep = ferro.endpoint();
+        move || ship_stdin(&ep, "s1", &[], input.as_bytes())
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let mut got: Vec<Vec<u8>> = ferro.captured().into_iter().map(|r| r.data).collect();
+    got.sort();
+    let mut want: Vec<Vec<u8>> = vec![
+        b"{\"msg\":\"h\\u00e9llo\",\"n\":1,\"f\":0.5}\n".to_vec(),
+        b"{\"log\":\"plain text line\"}\n".to_vec(),
+        b"{\"a\":{\"b\":[1,2,null]},\"t\":true}\n".to_vec(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // The same bytes come back through GetRecords.
+    let mut read: Vec<Vec<u8>> = kds
+        .read_all("s1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.data)
+        .collect();
+    read.sort();
+    assert_eq!(read, want);
+    // Random partition keys: 16 alphanumeric characters, all different.
+    let keys: Vec<String> = ferro
+        .captured()
+        .into_iter()
+        .map(|r| r.partition_key)
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_alphanumeric())),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn formatting_keys_shape_the_records() {
+    let (ferro, _kds) = ferro_with_stream("s2", 1).await;
+    let input = "{\"log\":\"he said \\\"hi\\\"\\t\",\"user\":\"u1\"}\n{\"user\":\"u2\"}\n";
+    let out = tokio::task::spawn_blocking({
+        let ep = ferro.endpoint();
+        move || {
+            ship_stdin(
+                &ep,
+                "s2",
+                &["log_key=log", "partition_key=$user"],
+                input.as_bytes(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let recs = ferro.captured();
+    assert_eq!(
+        recs.len(),
+        1,
+        "the record without 'log' is dropped: {recs:?}"
+    );
+    assert_eq!(recs[0].data, b"he said \"hi\"\t\n");
+    assert_eq!(recs[0].partition_key, "u1");
+    assert!(
+        stderr(&out).contains("Could not find log_key 'log' in record, s2"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (ferro, _kds) = ferro_with_stream("s3", 1).await;
+    let input = "{\"a\":1,\"time\":\"old\"}\n";
+    let out = tokio::task::spawn_blocking({
+        let ep = ferro.endpoint();
+        move || {
+            ship_stdin(
+                &ep,
+                "s3",
+                &["time_key=time", "time_key_format=%Y", "append_newline=off"],
+                input.as_bytes(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let recs = ferro.captured();
+    let year = jiff_year();
+    assert_eq!(
+        String::from_utf8_lossy(&recs[0].data),
+        format!("{{\"a\":1,\"time\":\"{year}\"}}")
+    );
+}
+
+fn jiff_year() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Days since epoch → civil year (the test runs far from a new year's boundary or retries).
+    let days = secs.div_euclid(86_400) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_command_line_ships_cpu_records() {
+    let (ferro, kds) = ferro_with_stream("my-stream", 1).await;
+    let child = agent()
+        .args([
+            "-i",
+            "cpu",
+            "-o",
+            "kinesis_streams",
+            "-p",
+            "stream=my-stream",
+            "-p",
+            "region=us-west-2",
+        ])
+        .args([
+            "-p",
+            &format!("endpoint={}", ferro.endpoint()),
+            "-m",
+            "*",
+            "-f",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    terminate(&child);
+    let out = tokio::task::spawn_blocking(move || wait_with_timeout(child, LIMIT))
+        .await
+        .unwrap();
+    assert_success(&out);
+    let recs = kds.read_all("my-stream").await.unwrap();
+    assert!(
+        recs.len() >= 2,
+        "expected CPU records; agent log:\n{}",
+        stderr(&out)
+    );
+    for r in recs {
+        let v: serde_json::Value = serde_json::from_slice(&r.data).expect("JSON record");
+        assert!(
+            v["cpu_p"].is_number() && v["user_p"].is_number() && v["cpu0.p_cpu"].is_number(),
+            "{v}"
+        );
+        assert_eq!(r.data.last(), Some(&b'\n'));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_stream_gets_everything_exactly_once() {
+    let ferro = Ferrokinesis::start_with(FerroOptions {
+        enforce_limits: true,
+        extra_args: vec![],
+    });
+    let kds = Kds::new(&ferro.endpoint(), "us-east-1");
+    kds.create_stream("slow", 1).await.unwrap();
+    // 3000 records at once on one shard: the shard takes 1000 records/s, so most requests are
+    // partially throttled and only the failed entries may be sent again.
+    let n = 3000;
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!(
+            "{{\"seq\":{i},\"pad\":\"{}\"}}\n",
+            "x".repeat(100)
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[SERVICE]\n    Grace 60\n    scheduler.base 1\n    scheduler.cap 2\n\n[INPUT]\n    Name stdin\n\n\
+             [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream slow\n    region us-east-1\n    \
+             endpoint {}\n    retry_limit no_limits\n",
+            ferro.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = agent();
+        cmd.args(["-c", conf.to_str().unwrap()]);
+        run_with_stdin(&mut cmd, input.as_bytes(), Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    let mut counts = vec![0u32; n];
+    for r in ferro.captured() {
+        let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        counts[v["seq"].as_u64().unwrap() as usize] += 1;
+    }
+    let missing: Vec<usize> = (0..n).filter(|i| counts[*i] == 0).collect();
+    let dups: Vec<usize> = (0..n).filter(|i| counts[*i] > 1).collect();
+    assert!(
+        missing.is_empty() && dups.is_empty(),
+        "missing {missing:?}, duplicated {dups:?}; log:\n{}",
+        stderr(&out)
+    );
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("retrying only the failed records"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_stream_fails_at_startup_and_in_dry_run() {
+    for dry in [true, false] {
+        let mut cmd = agent();
+        cmd.args([
+            "-i",
+            "cpu",
+            "-o",
+            "kinesis_streams",
+            "-p",
+            "region=us-west-2",
+            "-m",
+            "*",
+        ]);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("command line: -o kinesis_streams: [output kinesis_streams.0] 'stream' is a required field"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn seed_yaml_typo_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fluent-bit.yaml");
+    std::fs::write(
+        &conf,
+        "pipeline:\n  inputs:\n    - name: cpu\n  outputs:\n    - name: kinesis_steams\n      match: '*'\n      region: us-east-1\n      stream: my-stream\n",
+    )
+    .unwrap();
+    let out = agent()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown output 'kinesis_steams' — did you mean 'kinesis_streams'?"),
+        "{}",
+        stderr(&out)
+    );
+}

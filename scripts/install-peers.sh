@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the Kinesis-compatible test peers of shared/spec/test-peers.md §1 into $PEERS
+# (default ~/.cache/kinesis-bit-peers; kb-testkit finds them there, or under $KB_PEERS):
+#   ferrokinesis 0.7.0 (crates.io, built from source), kinesis-local 0.6.2 (npm),
+#   moto[server] 5.2.5 (PyPI, in a venv).
+# Idempotent: every step is skipped when its result is already present. Cache $PEERS in CI.
+# Runs as root, or as a normal user with sudo for the apt step.
+set -euo pipefail
+
+PEERS="${PEERS:-${KB_PEERS:-$HOME/.cache/kinesis-bit-peers}}"
+FERRO_VERSION=0.7.0
+KINESIS_LOCAL_VERSION=0.6.2
+MOTO_VERSION=5.2.5
+
+log() { echo "install-peers: $*" >&2; }
+
+# --- system packages (only the missing ones; apt-get update only when something is missing) ---
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+# node/npm may come from NodeSource (its nodejs bundles npm; Debian's npm package would conflict)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v python3 >/dev/null || need+=(python3)
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  need+=(python3-venv)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  log "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "install-peers: cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+
+mkdir -p "$PEERS"
+
+# --- ferrokinesis: compiles from source (~6-7 min on 2 cores) ---
+if [ ! -x "$PEERS/ferrokinesis/bin/ferrokinesis" ]; then
+  log "building ferrokinesis $FERRO_VERSION (several minutes)"
+  CARGO_TARGET_DIR="$PEERS/ferrokinesis-target" \
+    cargo install --quiet --locked "ferrokinesis@$FERRO_VERSION" --root "$PEERS/ferrokinesis"
+fi
+# the build directory is only a cache (~450 MB): drop it once the binary is installed
+rm -rf "$PEERS/ferrokinesis-target"
+
+# --- kinesis-local (kinesis-mock, Scala.js build): one package, no dependencies ---
+KL="$PEERS/kinesis-local/node_modules/kinesis-local"
+if [ ! -f "$KL/main.js" ] || ! grep -q "\"version\" *: *\"$KINESIS_LOCAL_VERSION\"" "$KL/package.json" 2>/dev/null; then
+  log "installing kinesis-local $KINESIS_LOCAL_VERSION"
+  mkdir -p "$PEERS/kinesis-local"
+  (cd "$PEERS/kinesis-local" &&
+    npm install --silent --no-audit --no-fund --no-update-notifier "kinesis-local@$KINESIS_LOCAL_VERSION" >/dev/null)
+fi
+
+# --- moto server, in its own venv ---
+if [ ! -x "$PEERS/moto/bin/moto_server" ]; then
+  log "installing moto[server] $MOTO_VERSION"
+  rm -rf "$PEERS/moto"
+  python3 -m venv "$PEERS/moto"
+  "$PEERS/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+log "peers ready in $PEERS"
