@@ -13,6 +13,11 @@
 //! use `sts_endpoint` (or the regional default of [`crate::endpoint`]), region = `region`, and a
 //! `RoleSessionName` of `kinesis-bit-` plus 20 random alphanumerics.
 //!
+//! With `sts_endpoint` set, web identity uses a provider of ours that calls
+//! `AssumeRoleWithWebIdentity` there (aws-config's provider has no endpoint override). Profile
+//! role chains (`role_arn` + `source_profile` inside the shared files) still use aws-config's
+//! STS endpoint resolution (`AWS_ENDPOINT_URL_STS`, the profile's `endpoint_url`).
+//!
 //! Caching: the first [`CredentialCache::credentials`] call resolves the chain; later calls
 //! return the cached credentials until less than 60 s plus a jitter of up to 10 s remain before
 //! their expiry; one resolution runs at a time and concurrent callers wait for it. Credentials
@@ -233,11 +238,7 @@ impl CredentialCache {
     }
 
     fn store(&self, value: Option<Cached>) {
-        *self
-            .inner
-            .cached
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = value;
+        *self.inner.cached.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 
     /// Current credentials: resolved on first use, refreshed when less than 60 s (plus up to
@@ -370,7 +371,11 @@ async fn build_provider(
         Some(base) => (base, "the given provider".to_string()),
         None => build_chain(settings).await,
     };
-    if let Some(role) = settings.role_arn.as_deref().filter(|r| !r.trim().is_empty()) {
+    if let Some(role) = settings
+        .role_arn
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+    {
         provider = assume_role(settings, role, settings.external_id.as_deref(), provider).await;
         tried = format!("assume role {role} with {tried}");
     }
@@ -397,12 +402,18 @@ async fn build_chain(settings: &CredentialSettings) -> (SharedCredentialsProvide
     );
     let mut tried = format!("environment, profile \"{profile}\"");
     if pod_role.is_none() {
-        chain = chain.or_else(
-            "WebIdentityToken",
-            WebIdentityTokenCredentialsProvider::builder()
-                .configure(&conf)
-                .build(),
-        );
+        chain = if settings.sts_endpoint.is_some() {
+            // aws-config's provider has no endpoint override: use our own with `sts_endpoint`.
+            let sts = aws_sdk_sts::Client::new(&sts_sdk_config(settings, None).await);
+            chain.or_else("WebIdentityToken", WebIdentityProvider { sts })
+        } else {
+            chain.or_else(
+                "WebIdentityToken",
+                WebIdentityTokenCredentialsProvider::builder()
+                    .configure(&conf)
+                    .build(),
+            )
+        };
         tried.push_str(", web identity");
     }
     let chain = chain
@@ -424,6 +435,25 @@ async fn build_chain(settings: &CredentialSettings) -> (SharedCredentialsProvide
     (provider, tried)
 }
 
+/// SDK configuration of STS calls: region, `sts_endpoint` (or the regional default), the STS
+/// HTTP client, aws-config's default retries; signed with `credentials` (none: unsigned calls).
+async fn sts_sdk_config(
+    settings: &CredentialSettings,
+    credentials: Option<SharedCredentialsProvider>,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .endpoint_url(settings.sts_url());
+    loader = match credentials {
+        Some(c) => loader.credentials_provider(c),
+        None => loader.no_credentials(),
+    };
+    if let Some(client) = &settings.sts_http_client {
+        loader = loader.http_client(client.clone());
+    }
+    loader.load().await
+}
+
 async fn assume_role(
     settings: &CredentialSettings,
     role: &str,
@@ -431,14 +461,7 @@ async fn assume_role(
     base: SharedCredentialsProvider,
 ) -> SharedCredentialsProvider {
     let region = Region::new(settings.region.clone());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(region.clone())
-        .credentials_provider(base)
-        .endpoint_url(settings.sts_url());
-    if let Some(client) = &settings.sts_http_client {
-        loader = loader.http_client(client.clone());
-    }
-    let sdk_config = loader.load().await;
+    let sdk_config = sts_sdk_config(settings, Some(base)).await;
     let mut builder = AssumeRoleProvider::builder(role)
         .session_name(session_name())
         .region(region)
@@ -447,6 +470,67 @@ async fn assume_role(
         builder = builder.external_id(id);
     }
     SharedCredentialsProvider::new(builder.build().await)
+}
+
+/// Web identity (IRSA: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, session name
+/// `AWS_ROLE_SESSION_NAME` or `kinesis-bit-<random>`) through `sts_endpoint`; used in place of
+/// aws-config's provider only when `sts_endpoint` is set. The token file is re-read on each call.
+#[derive(Debug)]
+struct WebIdentityProvider {
+    sts: aws_sdk_sts::Client,
+}
+
+impl WebIdentityProvider {
+    async fn load(&self) -> aws_credential_types::provider::Result {
+        use aws_credential_types::provider::error::CredentialsError as E;
+        let token_file = env_non_empty("AWS_WEB_IDENTITY_TOKEN_FILE");
+        let role_arn = env_non_empty("AWS_ROLE_ARN");
+        let (token_file, role_arn) = match (token_file, role_arn) {
+            (Some(f), Some(r)) => (f, r),
+            (None, _) => return Err(E::not_loaded("$AWS_WEB_IDENTITY_TOKEN_FILE was not set")),
+            (Some(_), None) => {
+                return Err(E::invalid_configuration(
+                    "$AWS_WEB_IDENTITY_TOKEN_FILE is set but $AWS_ROLE_ARN is not",
+                ))
+            }
+        };
+        let session = env_non_empty("AWS_ROLE_SESSION_NAME").unwrap_or_else(session_name);
+        let token = tokio::fs::read_to_string(&token_file)
+            .await
+            .map_err(|e| E::provider_error(format!("web identity token file {token_file}: {e}")))?;
+        let resp = self
+            .sts
+            .assume_role_with_web_identity()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .web_identity_token(token.trim())
+            .send()
+            .await
+            .map_err(|e| E::provider_error(error_chain(&e)))?;
+        let c = resp.credentials().ok_or_else(|| {
+            E::provider_error("AssumeRoleWithWebIdentity returned no credentials")
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration())
+            .map_err(|_| E::provider_error("AssumeRoleWithWebIdentity: bad Expiration"))?;
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            Some(expiry),
+            "WebIdentityToken",
+        ))
+    }
+}
+
+impl ProvideCredentials for WebIdentityProvider {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.load())
+    }
 }
 
 #[cfg(test)]
@@ -497,9 +581,13 @@ mod tests {
         {
             let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
             let expiry = self.1.map(|d| SystemTime::now() + d);
-            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
-                Credentials::new(format!("AKID{n}"), "secret", None, expiry, "test"),
-            ))
+            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("AKID{n}"),
+                "secret",
+                None,
+                expiry,
+                "test",
+            )))
         }
     }
 

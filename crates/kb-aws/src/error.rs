@@ -60,7 +60,8 @@ pub fn parse_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
 fn parse_body(body: &[u8]) -> (Option<String>, Option<String>) {
     let trimmed = trim_ascii(body);
     if trimmed.first() == Some(&b'{') {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(trimmed)
+        if let Ok(serde_json::Value::Object(map)) =
+            serde_json::from_slice::<serde_json::Value>(trimmed)
         {
             let get = |keys: &[&str]| {
                 keys.iter().find_map(|k| {

@@ -10,8 +10,9 @@
 //!    `SecretAccessKey`, `Token`, `Expiration`.
 //!
 //! `AWS_EC2_METADATA_DISABLED=true` disables the provider; `AWS_EC2_METADATA_SERVICE_ENDPOINT`
-//! overrides the address (default `http://169.254.169.254`). The environment is read on every
-//! call. The client is a minimal HTTP/1.1 client over a plain TCP connection (`Connection:
+//! (or the profile's `ec2_metadata_service_endpoint`) overrides the address (default
+//! `http://169.254.169.254`, or `http://[fd00:ec2::254]` with endpoint mode `IPv6`). The
+//! environment is read on every call, the profile when the provider is built. The client is a minimal HTTP/1.1 client over a plain TCP connection (`Connection:
 //! close`): IMDS is plain http on a link-local or loopback address.
 
 use std::fmt;
@@ -22,6 +23,7 @@ use aws_credential_types::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+const DEFAULT_ENDPOINT_V6: &str = "http://[fd00:ec2::254]";
 const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 const CREDS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
@@ -34,6 +36,10 @@ const PROVIDER_NAME: &str = "Ec2InstanceMetadata";
 pub struct ImdsCredentialsProvider {
     /// `ec2_metadata_v1_disabled` of the selected profile.
     profile_v1_disabled: bool,
+    /// `ec2_metadata_service_endpoint` of the selected profile.
+    profile_endpoint: Option<String>,
+    /// `ec2_metadata_service_endpoint_mode` of the selected profile.
+    profile_endpoint_mode: Option<String>,
     timeout: Duration,
 }
 
@@ -41,6 +47,8 @@ impl fmt::Debug for ImdsCredentialsProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImdsCredentialsProvider")
             .field("profile_v1_disabled", &self.profile_v1_disabled)
+            .field("profile_endpoint", &self.profile_endpoint)
+            .field("profile_endpoint_mode", &self.profile_endpoint_mode)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -54,7 +62,8 @@ impl Default for ImdsCredentialsProvider {
 
 impl ImdsCredentialsProvider {
     /// A provider for the given shared-config profile (`None`: `$AWS_PROFILE`, else
-    /// `$AWS_DEFAULT_PROFILE`, else `default`), whose `ec2_metadata_v1_disabled` is read now.
+    /// `$AWS_DEFAULT_PROFILE`, else `default`), whose `ec2_metadata_v1_disabled`,
+    /// `ec2_metadata_service_endpoint` and `ec2_metadata_service_endpoint_mode` are read now.
     pub fn new(profile: Option<&str>) -> Self {
         let profile = profile
             .map(str::to_string)
@@ -65,6 +74,8 @@ impl ImdsCredentialsProvider {
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Self {
             profile_v1_disabled,
+            profile_endpoint: profile_setting(&profile, "ec2_metadata_service_endpoint"),
+            profile_endpoint_mode: profile_setting(&profile, "ec2_metadata_service_endpoint_mode"),
             timeout: Duration::from_secs(1),
         }
     }
@@ -81,8 +92,7 @@ impl ImdsCredentialsProvider {
                 "IMDS disabled by AWS_EC2_METADATA_DISABLED",
             ));
         }
-        let endpoint = non_empty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let endpoint = self.endpoint();
         let target = Target::parse(&endpoint).map_err(CredentialsError::invalid_configuration)?;
         let v1_allowed = !(env_true("AWS_EC2_METADATA_V1_DISABLED") || self.profile_v1_disabled);
 
@@ -97,9 +107,11 @@ impl ImdsCredentialsProvider {
             .await
             .map_err(|e| CredentialsError::not_loaded(format!("IMDS not reachable: {e}")))?;
         let token = match token_answer.status {
-            200 if token_answer.header(TOKEN_TTL_HEADER).is_some() => {
-                Some(String::from_utf8_lossy(&token_answer.body).trim().to_string())
-            }
+            200 if token_answer.header(TOKEN_TTL_HEADER).is_some() => Some(
+                String::from_utf8_lossy(&token_answer.body)
+                    .trim()
+                    .to_string(),
+            ),
             200 | 403 | 404 | 405 => {
                 let why = if token_answer.status == 200 {
                     "answered without a TTL header".to_string()
@@ -173,6 +185,24 @@ impl ImdsCredentialsProvider {
         parse_credentials_json(&answer.body)
     }
 
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the profile's `ec2_metadata_service_endpoint`,
+    /// else the default address of the endpoint mode (`IPv4` or `IPv6`, from
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE` or the profile).
+    fn endpoint(&self) -> String {
+        if let Some(e) = non_empty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .or_else(|| self.profile_endpoint.clone())
+        {
+            return e;
+        }
+        let mode = non_empty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
+            .or_else(|| self.profile_endpoint_mode.clone());
+        if mode.is_some_and(|m| m.trim().eq_ignore_ascii_case("ipv6")) {
+            DEFAULT_ENDPOINT_V6.to_string()
+        } else {
+            DEFAULT_ENDPOINT.to_string()
+        }
+    }
+
     async fn request(
         &self,
         target: &Target,
@@ -182,7 +212,10 @@ impl ImdsCredentialsProvider {
     ) -> Result<Answer, String> {
         match tokio::time::timeout(self.timeout, send(target, method, path, headers)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("{method} {path}: timed out after {:?}", self.timeout)),
+            Err(_) => Err(format!(
+                "{method} {path}: timed out after {:?}",
+                self.timeout
+            )),
         }
     }
 }
@@ -221,13 +254,7 @@ fn parse_credentials_json(body: &[u8]) -> provider::Result {
         })?),
         None => None,
     };
-    Ok(Credentials::new(
-        akid,
-        secret,
-        token,
-        expiry,
-        PROVIDER_NAME,
-    ))
+    Ok(Credentials::new(akid, secret, token, expiry, PROVIDER_NAME))
 }
 
 /// `2026-01-02T03:04:05Z`, with optional fractional seconds and a `±hh:mm` offset.
@@ -448,7 +475,9 @@ async fn send(
         }
         raw.extend_from_slice(&buf[..n]);
         if raw.len() > MAX_RESPONSE {
-            return Err(format!("{method} {path}: answer larger than {MAX_RESPONSE} bytes"));
+            return Err(format!(
+                "{method} {path}: answer larger than {MAX_RESPONSE} bytes"
+            ));
         }
         if let Some(answer) = try_parse(&raw)? {
             return Ok(answer);
@@ -546,9 +575,7 @@ mod tests {
 
     #[test]
     fn rfc3339() {
-        let t = |s| {
-            parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64())
-        };
+        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(0.0));
         assert_eq!(t("1994-11-06T08:49:37Z"), Some(784_111_777.0));
         assert_eq!(t("1994-11-06T08:49:37.5Z"), Some(784_111_777.5));
@@ -591,10 +618,15 @@ mod tests {
         let a = try_parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc")
             .unwrap()
             .unwrap();
-        assert_eq!((a.status, a.body.as_slice(), a.header("x-a")), (200, &b"abc"[..], Some("b")));
-        assert!(try_parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc")
-            .unwrap()
-            .is_none());
+        assert_eq!(
+            (a.status, a.body.as_slice(), a.header("x-a")),
+            (200, &b"abc"[..], Some("b"))
+        );
+        assert!(
+            try_parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc")
+                .unwrap()
+                .is_none()
+        );
         let a = try_parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
             .unwrap()
             .unwrap();

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, SessionTokenMode, SignableBody, SignableRequest,
-    SignatureLocation, SigningSettings,
+    sign, PayloadChecksumKind, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningSettings,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -57,12 +57,7 @@ fn signing_settings() -> SigningSettings {
     s.payload_checksum_kind = PayloadChecksumKind::NoHeader;
     s.signature_location = SignatureLocation::Headers;
     s.session_token_mode = SessionTokenMode::Include;
-    s.excluded_headers = Some(
-        EXCLUDED_HEADERS
-            .iter()
-            .map(|h| Cow::Borrowed(*h))
-            .collect(),
-    );
+    s.excluded_headers = Some(EXCLUDED_HEADERS.iter().map(|h| Cow::Borrowed(*h)).collect());
     s
 }
 
@@ -211,8 +206,7 @@ pub(crate) fn unix_seconds(
     min: u32,
     sec: u32,
 ) -> Option<i64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     // Howard Hinnant's days_from_civil.

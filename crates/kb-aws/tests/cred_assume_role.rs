@@ -99,7 +99,10 @@ fn assume_role_calls(moto: &Moto) -> Vec<(Vec<(String, String)>, Value)> {
 
 fn check_session_name(name: &str) {
     assert!(name.starts_with("kinesis-bit-"), "{name}");
-    assert!(name.len() > "kinesis-bit-".len() && name.len() <= 64, "{name}");
+    assert!(
+        name.len() > "kinesis-bit-".len() && name.len() <= 64,
+        "{name}"
+    );
     assert!(
         name["kinesis-bit-".len()..]
             .bytes()
@@ -121,9 +124,15 @@ fn role_arn_with_external_id_via_sts_endpoint() {
         s.external_id = Some("ext-XYZ".into());
         s.sts_endpoint = Some(moto.endpoint());
         let cache = CredentialCache::new(s).await;
-        assert!(cache.chain_description().starts_with(&format!("assume role {ROLE} with environment")));
+        assert!(cache
+            .chain_description()
+            .starts_with(&format!("assume role {ROLE} with environment")));
         let c = cache.credentials().await.unwrap();
-        assert!(c.access_key_id().starts_with("ASIA"), "{}", c.access_key_id());
+        assert!(
+            c.access_key_id().starts_with("ASIA"),
+            "{}",
+            c.access_key_id()
+        );
         assert!(c.session_token().is_some_and(|t| !t.is_empty()));
         assert!(c.expiry().is_some());
         // cached: no second AssumeRole
@@ -193,7 +202,10 @@ fn eks_pod_execution_role_then_role_arn() {
         s.sts_endpoint = Some(moto.endpoint());
         let cache = CredentialCache::new(s).await;
         let d = cache.chain_description().to_string();
-        assert!(d.contains("EKS_POD_EXECUTION_ROLE") && !d.contains("web identity"), "{d}");
+        assert!(
+            d.contains("EKS_POD_EXECUTION_ROLE") && !d.contains("web identity"),
+            "{d}"
+        );
         let c = cache.credentials().await.unwrap();
         assert!(c.access_key_id().starts_with("ASIA"));
     });
@@ -238,9 +250,51 @@ fn assume_role_failure_is_a_credentials_error() {
         let cache = CredentialCache::new(s).await;
         let err = cache.credentials().await.unwrap_err().to_string();
         assert!(
-            err.starts_with(&format!("no AWS credentials available (assume role {ROLE} with environment")),
+            err.starts_with(&format!(
+                "no AWS credentials available (assume role {ROLE} with environment"
+            )),
             "{err}"
         );
         assert!(!err.contains("basesecret"), "{err}");
     });
+}
+
+/// Web identity (IRSA) through `sts_endpoint`: `AssumeRoleWithWebIdentity` goes to moto.
+#[test]
+fn web_identity_via_sts_endpoint() {
+    let moto = Moto::start();
+    moto.start_recording();
+    let env = EnvSandbox::new();
+    let token = env.write("web-token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln\n");
+    env.set("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap());
+    env.set("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa");
+    run(async {
+        let mut s = CredentialSettings::new("us-east-1");
+        s.sts_endpoint = Some(moto.endpoint());
+        let cache = CredentialCache::new(s).await;
+        let c = cache.credentials().await.unwrap();
+        assert!(
+            c.access_key_id().starts_with("ASIA"),
+            "{}",
+            c.access_key_id()
+        );
+        assert!(c.expiry().is_some());
+    });
+    let calls: Vec<_> = moto
+        .recording()
+        .into_iter()
+        .map(|r| params(&r))
+        .filter(|p| param(p, "Action") == Some("AssumeRoleWithWebIdentity"))
+        .collect();
+    assert_eq!(calls.len(), 1);
+    let p = &calls[0];
+    assert_eq!(
+        param(p, "RoleArn"),
+        Some("arn:aws:iam::123456789012:role/irsa")
+    );
+    assert_eq!(
+        param(p, "WebIdentityToken"),
+        Some("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    );
+    check_session_name(param(p, "RoleSessionName").unwrap());
 }

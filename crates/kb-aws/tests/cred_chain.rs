@@ -33,7 +33,10 @@ fn environment_credentials() {
         assert_eq!(c.expiry(), None);
         // Debug output never shows the secret
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("envsecret") && !dbg.contains("envtoken"), "{dbg}");
+        assert!(
+            !dbg.contains("envsecret") && !dbg.contains("envtoken"),
+            "{dbg}"
+        );
     });
 }
 
@@ -64,7 +67,10 @@ fn static_profile_in_config_file() {
         let mut s = settings();
         s.profile = Some("cfg".into());
         let cache = CredentialCache::new(s).await;
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDCFG");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDCFG"
+        );
     });
 }
 
@@ -113,7 +119,10 @@ fn profile_precedence() {
 fn credential_process_profile() {
     let env = EnvSandbox::new();
     let cmd = env.credential_process_script();
-    env.write("config", &format!("[profile proc]\ncredential_process = {cmd}\n"));
+    env.write(
+        "config",
+        &format!("[profile proc]\ncredential_process = {cmd}\n"),
+    );
     env.set("AWS_PROFILE", "proc");
     run(async {
         let cache = CredentialCache::new(settings()).await;
@@ -121,7 +130,11 @@ fn credential_process_profile() {
         assert_eq!(c.access_key_id(), "AKIDPROC1");
         assert_eq!(c.secret_access_key(), "secret1");
         assert_eq!(c.session_token(), Some("token1"));
-        let left = c.expiry().unwrap().duration_since(SystemTime::now()).unwrap();
+        let left = c
+            .expiry()
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
         assert!(left > Duration::from_secs(3500), "{left:?}");
     });
 }
@@ -130,16 +143,25 @@ fn credential_process_profile() {
 fn cache_resolves_once_and_refreshes_near_expiry() {
     let env = EnvSandbox::new();
     let cmd = env.credential_process_script();
-    env.write("config", &format!("[default]\ncredential_process = {cmd}\n"));
+    env.write(
+        "config",
+        &format!("[default]\ncredential_process = {cmd}\n"),
+    );
     // the first credentials expire in 50 s (inside the 60 s margin), the next in an hour
     env.write("expiry_1", "50");
     run(async {
         let cache = CredentialCache::new(settings()).await;
         assert_eq!(env.process_count(), 0, "new() must not resolve");
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDPROC1");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDPROC1"
+        );
         assert_eq!(env.process_count(), 1);
         // < 60 s left: the next call refreshes
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDPROC2");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDPROC2"
+        );
         assert_eq!(env.process_count(), 2);
         // an hour left: cached for many calls, also from clones (workers)
         for _ in 0..20 {
@@ -161,7 +183,10 @@ fn cache_resolves_once_and_refreshes_near_expiry() {
 fn one_resolution_in_flight() {
     let env = EnvSandbox::new();
     let cmd = env.credential_process_script();
-    env.write("config", &format!("[default]\ncredential_process = {cmd}\n"));
+    env.write(
+        "config",
+        &format!("[default]\ncredential_process = {cmd}\n"),
+    );
     env.write("sleep", "1");
     run(async {
         let cache = CredentialCache::new(settings()).await;
@@ -185,17 +210,29 @@ fn auth_error_refresh_rereads_shared_files() {
     env.write("credentials", &file.replace("{ID}", "AKIDOLD"));
     run(async {
         let cache = CredentialCache::new(settings()).await;
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDOLD");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDOLD"
+        );
         // rotated file: static credentials stay cached …
         env.write("credentials", &file.replace("{ID}", "AKIDNEW"));
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDOLD");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDOLD"
+        );
         // … until an auth error forces a new resolution from the start
         assert!(cache.refresh_after_auth_error().await);
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDNEW");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDNEW"
+        );
         // at most once per 60 s
         env.write("credentials", &file.replace("{ID}", "AKIDNEWER"));
         assert!(!cache.refresh_after_auth_error().await);
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "AKIDNEW");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "AKIDNEW"
+        );
         assert_eq!(cache.stats().auth_error, 1);
     });
 }

@@ -93,7 +93,11 @@ fn imds_v2() {
         assert_eq!(c.access_key_id(), "ASIAIMDS");
         assert_eq!(c.secret_access_key(), "imdssecret");
         assert_eq!(c.session_token(), Some("imdstoken"));
-        let left = c.expiry().unwrap().duration_since(SystemTime::now()).unwrap();
+        let left = c
+            .expiry()
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
         assert!(left > Duration::from_secs(5 * 3600), "{left:?}");
 
         let reqs = stub.requests();
@@ -157,14 +161,20 @@ fn imds_v1_disabled_by_env() {
         let stub = imds_stub(TokenMode::V2).await;
         imds_env(&env, &stub);
         let cache = CredentialCache::new(settings()).await;
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "ASIAIMDS");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "ASIAIMDS"
+        );
     });
 }
 
 #[test]
 fn imds_v1_disabled_by_profile() {
     let env = EnvSandbox::new();
-    env.write("config", "[default]\nec2_metadata_v1_disabled = true\n\n[profile open]\nregion = us-east-1\n");
+    env.write(
+        "config",
+        "[default]\nec2_metadata_v1_disabled = true\n\n[profile open]\nregion = us-east-1\n",
+    );
     run(async {
         let stub = imds_stub(TokenMode::Refuse(403)).await;
         imds_env(&env, &stub);
@@ -176,7 +186,10 @@ fn imds_v1_disabled_by_profile() {
         let mut s = settings();
         s.profile = Some("open".into());
         let cache = CredentialCache::new(s).await;
-        assert_eq!(cache.credentials().await.unwrap().access_key_id(), "ASIAIMDS");
+        assert_eq!(
+            cache.credentials().await.unwrap().access_key_id(),
+            "ASIAIMDS"
+        );
     });
 }
 
@@ -246,7 +259,11 @@ fn container_credentials_with_authorization_token() {
                 "Token": "containertoken",
                 "Expiration": rfc3339_in(3600),
             });
-            (200, vec![("Content-Type", "application/json".into())], body.to_string())
+            (
+                200,
+                vec![("Content-Type", "application/json".into())],
+                body.to_string(),
+            )
         })
         .await;
         // an IMDS stub that must not be reached: the container provider comes first

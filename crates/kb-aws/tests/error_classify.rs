@@ -170,11 +170,16 @@ fn parse_then_classify() {
 
     let e = parse_error(
         400,
-        &headers(&[("x-amzn-ErrorType", "ProvisionedThroughputExceededException:")]),
+        &headers(&[(
+            "x-amzn-ErrorType",
+            "ProvisionedThroughputExceededException:",
+        )]),
         b"",
     );
     assert_eq!(classify(&e), ErrorClass::Throttling);
-    assert!(e.to_string().contains("ProvisionedThroughputExceededException"));
+    assert!(e
+        .to_string()
+        .contains("ProvisionedThroughputExceededException"));
 }
 
 #[test]

@@ -195,6 +195,7 @@ async fn client_certificate_is_presented() {
         ("client.key", None, "client.pem"),
         ("client-rsa.key", None, "client.pem"),
         ("client-enc.key", Some("s3cret"), "client.pem"),
+        ("client-enc-sha1.key", Some("s3cret"), "client.pem"),
         ("client-legacy.key", Some("s3cret"), "client.pem"),
         ("client-legacy128.key", Some("s3cret"), "client.pem"),
         ("ec-legacy.key", Some("s3cret"), "ec.pem"),

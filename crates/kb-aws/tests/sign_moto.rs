@@ -139,8 +139,15 @@ fn signed_requests_accepted_and_bad_signatures_are_auth_errors() {
             .body(Bytes::from(body))
             .unwrap();
         let hash = sha256_hex(req.body());
-        sign_request(&mut req, &hash, &good, "us-east-1", "kinesis", ClockSkew::new().now())
-            .unwrap();
+        sign_request(
+            &mut req,
+            &hash,
+            &good,
+            "us-east-1",
+            "kinesis",
+            ClockSkew::new().now(),
+        )
+        .unwrap();
         req.headers_mut().insert(
             "user-agent",
             http::HeaderValue::from_static("rewritten-by-a-proxy/1.0"),
@@ -156,11 +163,21 @@ fn signed_requests_accepted_and_bad_signatures_are_auth_errors() {
             .header("x-amz-target", "Kinesis_20131202.PutRecords")
             .body(Bytes::from(body))
             .unwrap();
-        sign_request(&mut req, &sha256_hex(b"{}"), &good, "us-east-1", "kinesis", ClockSkew::new().now())
-            .unwrap();
+        sign_request(
+            &mut req,
+            &sha256_hex(b"{}"),
+            &good,
+            "us-east-1",
+            "kinesis",
+            ClockSkew::new().now(),
+        )
+        .unwrap();
         let a = send(req).await;
         assert_eq!(a.status, 403, "{}", a.text());
-        assert_eq!(classify(&parse_error(a.status, &a.headers, &a.body)), ErrorClass::Auth);
+        assert_eq!(
+            classify(&parse_error(a.status, &a.headers, &a.body)),
+            ErrorClass::Auth
+        );
     });
 }
 

@@ -39,7 +39,15 @@ fn vector_post_vanilla() {
         .uri("https://example.amazonaws.com/")
         .body(Bytes::new())
         .unwrap();
-    sign_request(&mut req, &sha256_hex(b""), &creds(None), "us-east-1", "service", time()).unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b""),
+        &creds(None),
+        "us-east-1",
+        "service",
+        time(),
+    )
+    .unwrap();
     assert_eq!(
         auth(&req),
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
@@ -59,8 +67,15 @@ fn vector_get_vanilla_with_session_token() {
         .uri("https://example.amazonaws.com/")
         .body(Bytes::new())
         .unwrap();
-    sign_request(&mut req, &sha256_hex(b""), &creds(Some(token)), "us-east-1", "service", time())
-        .unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b""),
+        &creds(Some(token)),
+        "us-east-1",
+        "service",
+        time(),
+    )
+    .unwrap();
     assert_eq!(signed_headers(&req), "host;x-amz-date;x-amz-security-token");
     assert!(auth(&req)
         .ends_with("Signature=07ec1639c89043aa0e3e2de82b96708f198cceab042d4a97044c66dd9f74e7f8"));
@@ -76,7 +91,15 @@ fn vector_post_header_key_sort() {
         .header("My-Header1", "value1")
         .body(Bytes::new())
         .unwrap();
-    sign_request(&mut req, &sha256_hex(b""), &creds(None), "us-east-1", "service", time()).unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b""),
+        &creds(None),
+        "us-east-1",
+        "service",
+        time(),
+    )
+    .unwrap();
     assert_eq!(signed_headers(&req), "host;my-header1;x-amz-date");
     assert!(auth(&req)
         .ends_with("Signature=c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c"));
@@ -90,7 +113,15 @@ fn vector_get_vanilla_query_order() {
         .uri("https://example.amazonaws.com/?Param2=value2&Param1=value1")
         .body(Bytes::new())
         .unwrap();
-    sign_request(&mut req, &sha256_hex(b""), &creds(None), "us-east-1", "service", time()).unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b""),
+        &creds(None),
+        "us-east-1",
+        "service",
+        time(),
+    )
+    .unwrap();
     assert!(auth(&req)
         .ends_with("Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"));
 }
@@ -102,10 +133,21 @@ fn documentation_example_iam_list_users() {
     let mut req = http::Request::builder()
         .method("GET")
         .uri("https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08")
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .body(Bytes::new())
         .unwrap();
-    sign_request(&mut req, &sha256_hex(b""), &creds(None), "us-east-1", "iam", time()).unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b""),
+        &creds(None),
+        "us-east-1",
+        "iam",
+        time(),
+    )
+    .unwrap();
     assert_eq!(signed_headers(&req), "content-type;host;x-amz-date");
     assert!(auth(&req)
         .ends_with("Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"));
@@ -129,8 +171,15 @@ fn put_records_request(uri: &str, body: &'static str) -> http::Request<Bytes> {
 fn put_records_headers() {
     let body = r#"{"StreamName":"s","Records":[{"Data":"YQ==","PartitionKey":"k"}]}"#;
     let mut req = put_records_request("https://kinesis.us-east-1.amazonaws.com/", body);
-    sign_request(&mut req, &sha256_hex(body.as_bytes()), &creds(Some("tok")), "us-east-1", "kinesis", time())
-        .unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(body.as_bytes()),
+        &creds(Some("tok")),
+        "us-east-1",
+        "kinesis",
+        time(),
+    )
+    .unwrap();
     // signed: host, content-type, x-amz-date, x-amz-target, x-amz-security-token (and
     // content-length); never user-agent or hop-by-hop headers
     assert_eq!(
@@ -154,15 +203,30 @@ fn host_header_ports() {
         ("https://[::1]/", "[::1]"),
     ] {
         let mut req = put_records_request(uri, "{}");
-        sign_request(&mut req, &sha256_hex(b"{}"), &creds(None), "us-east-1", "kinesis", time())
-            .unwrap();
+        sign_request(
+            &mut req,
+            &sha256_hex(b"{}"),
+            &creds(None),
+            "us-east-1",
+            "kinesis",
+            time(),
+        )
+        .unwrap();
         assert_eq!(req.headers()["host"], host, "{uri}");
     }
     // a Host set by the caller is kept (and signed)
     let mut req = put_records_request("http://127.0.0.1:4567/", "{}");
     req.headers_mut()
         .insert("host", http::HeaderValue::from_static("custom.example"));
-    sign_request(&mut req, &sha256_hex(b"{}"), &creds(None), "us-east-1", "kinesis", time()).unwrap();
+    sign_request(
+        &mut req,
+        &sha256_hex(b"{}"),
+        &creds(None),
+        "us-east-1",
+        "kinesis",
+        time(),
+    )
+    .unwrap();
     assert_eq!(req.headers()["host"], "custom.example");
 }
 
@@ -171,7 +235,15 @@ fn resign_replaces_previous_signature() {
     let body = "{}";
     let mut req = put_records_request("https://kinesis.us-east-1.amazonaws.com/", body);
     let hash = sha256_hex(body.as_bytes());
-    sign_request(&mut req, &hash, &creds(Some("tok")), "us-east-1", "kinesis", time()).unwrap();
+    sign_request(
+        &mut req,
+        &hash,
+        &creds(Some("tok")),
+        "us-east-1",
+        "kinesis",
+        time(),
+    )
+    .unwrap();
     let first = auth(&req).to_string();
     assert!(req.headers().contains_key("x-amz-security-token"));
 
@@ -187,7 +259,15 @@ fn resign_replaces_previous_signature() {
 
     // same inputs, same signature (deterministic)
     let mut again = put_records_request("https://kinesis.us-east-1.amazonaws.com/", body);
-    sign_request(&mut again, &hash, &creds(None), "us-east-1", "kinesis", later).unwrap();
+    sign_request(
+        &mut again,
+        &hash,
+        &creds(None),
+        "us-east-1",
+        "kinesis",
+        later,
+    )
+    .unwrap();
     assert_eq!(auth(&again), auth(&req));
 }
 

@@ -56,7 +56,9 @@ impl RecordAccessor {
         // The top-level key: Fluent Bit's IDENTIFIER [_A-Za-z][A-Za-z0-9_.]*, or (beyond FB)
         // a bracketed string for names outside that alphabet.
         let ident_start = i;
-        if b.get(i).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+        if b.get(i)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        {
             while b
                 .get(i)
                 .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.')

@@ -112,7 +112,8 @@ impl KplAggregate {
     pub fn push(&mut self, data: &[u8]) {
         self.proto.push(TAG_RECORDS);
         put_varint(&mut self.proto, record_msg_len(data.len()) as u64);
-        self.proto.extend_from_slice(&[TAG_PARTITION_KEY_INDEX, 0, TAG_DATA]);
+        self.proto
+            .extend_from_slice(&[TAG_PARTITION_KEY_INDEX, 0, TAG_DATA]);
         put_varint(&mut self.proto, data.len() as u64);
         let s = self.proto.len();
         self.proto.extend_from_slice(data);
@@ -171,7 +172,10 @@ pub fn deaggregate(data: &[u8]) -> Result<Option<Vec<UserRecord<'_>>>, Deaggrega
                 keys.push(std::str::from_utf8(k).map_err(|_| DeaggregateError("key not UTF-8"))?);
             }
             (3, 2) => {
-                let mut r = Proto { b: p.bytes()?, i: 0 };
+                let mut r = Proto {
+                    b: p.bytes()?,
+                    i: 0,
+                };
                 let (mut index, mut rec_data) = (None, None);
                 while !r.done() {
                     match r.tag()? {
@@ -217,7 +221,10 @@ impl<'a> Proto<'a> {
     fn varint(&mut self) -> Result<u64, DeaggregateError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self.b.get(self.i).ok_or(DeaggregateError("truncated varint"))?;
+            let byte = *self
+                .b
+                .get(self.i)
+                .ok_or(DeaggregateError("truncated varint"))?;
             self.i += 1;
             v |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
@@ -233,7 +240,8 @@ impl<'a> Proto<'a> {
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DeaggregateError> {
-        let n = usize::try_from(self.varint()?).map_err(|_| DeaggregateError("length too large"))?;
+        let n =
+            usize::try_from(self.varint()?).map_err(|_| DeaggregateError("length too large"))?;
         let end = self
             .i
             .checked_add(n)

@@ -163,7 +163,9 @@ impl Compressor {
     fn zstd(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
         let z = match &mut self.zstd {
             Some(z) => z,
-            slot => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(CompressError::Zstd)?),
+            slot => {
+                slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(CompressError::Zstd)?)
+            }
         };
         let start = out.len();
         let bound = zstd::zstd_safe::compress_bound(input.len());

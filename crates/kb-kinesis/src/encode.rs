@@ -126,7 +126,11 @@ impl PutRecordsBody {
 
     /// Bytes of one `{"Data":"…","PartitionKey":"…"}` entry, without a comma.
     pub fn entry_len(data_len: usize, key: &str) -> usize {
-        ENTRY_START.len() + base64_len(data_len) + ENTRY_MID.len() + json_string_len(key) + ENTRY_END.len()
+        ENTRY_START.len()
+            + base64_len(data_len)
+            + ENTRY_MID.len()
+            + json_string_len(key)
+            + ENTRY_END.len()
     }
 
     /// Whether an entry of this size would be accepted now (see [`PutRecordsBody::try_push`]).
@@ -158,7 +162,12 @@ impl PutRecordsBody {
         self.buf.extend_from_slice(ENTRY_START);
         base64_simd::STANDARD.encode_append(data, &mut self.buf);
         self.buf.extend_from_slice(ENTRY_MID);
-        write_json_string(key.as_bytes(), &mut self.buf, &KEY_JSON, &mut JsonStats::default());
+        write_json_string(
+            key.as_bytes(),
+            &mut self.buf,
+            &KEY_JSON,
+            &mut JsonStats::default(),
+        );
         self.buf.extend_from_slice(ENTRY_END);
         #[cfg(debug_assertions)]
         debug_assert_eq!(self.buf.len() - before, add, "entry_size is exact");

@@ -126,7 +126,12 @@ impl RecordFormatter {
         r
     }
 
-    fn format_inner(&mut self, ev: &Event<'_>, out: &mut Vec<u8>, start: usize) -> Result<(), Skip> {
+    fn format_inner(
+        &mut self,
+        ev: &Event<'_>,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), Skip> {
         // Msgpack the JSON writer refuses (nested deeper than kb_core's limit; framing was
         // checked when the chunk was read) has nothing to send: reported as empty, and counted
         // on its own in `invalid_count`.
@@ -172,9 +177,15 @@ impl RecordFormatter {
 
     /// Drop every top-level `time_key` entry of the JSON object at `out[start..]` and append
     /// the formatted time as the last entry.
-    fn append_time_key(&mut self, ev: &Event<'_>, out: &mut Vec<u8>, start: usize) -> Result<(), Skip> {
+    fn append_time_key(
+        &mut self,
+        ev: &Event<'_>,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), Skip> {
         // Format first: a failure must leave the body untouched (it is dropped anyway).
-        if !(self.time_secs == Some(ev.time.secs) && !self.opts.time_format.has_subsecond()) {
+        let cached = self.time_secs == Some(ev.time.secs) && !self.opts.time_format.has_subsecond();
+        if !cached {
             self.time_text.clear();
             self.time_secs = None;
             self.opts
@@ -184,7 +195,13 @@ impl RecordFormatter {
             self.time_secs = Some(ev.time.secs);
         }
 
-        if contains(&out[start..], &self.time_key_prefix) {
+        let key = self.opts.time_key.as_deref().unwrap_or_default();
+        // Usually answered from the record's few top-level keys, not by scanning the JSON.
+        let present = match has_top_level_key(ev.record, key.as_bytes()) {
+            Some(p) => p,
+            None => contains(&out[start..], &self.time_key_prefix),
+        };
+        if present {
             remove_top_level_key(out, start, &self.time_key_prefix);
         }
         // `out` ends with the object's '}'.
@@ -228,6 +245,25 @@ fn find_top_level<'a>(record: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         }
     }
     found
+}
+
+/// Whether the map has a top-level string/bin key equal to `key`; `None` when that cannot be
+/// told from the raw keys (a non-string key or invalid UTF-8, whose JSON text could still
+/// equal `key`).
+fn has_top_level_key(record: &[u8], key: &[u8]) -> Option<bool> {
+    let mut c = Cursor::new(record);
+    let n = c.read_map_len().ok()?;
+    let mut found = false;
+    for _ in 0..n {
+        match Cursor::new(c.skip_value().ok()?).head().ok()? {
+            Head::Str(s) | Head::Bin(s) if s.is_ascii() || std::str::from_utf8(s).is_ok() => {
+                found |= s == key;
+            }
+            _ => return None,
+        }
+        c.skip_value().ok()?;
+    }
+    Some(found)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -356,7 +356,8 @@ impl TimeFormat {
         add_padding(&mut self.lits, text.len(), spec.width, spec.pad);
         let start = self.lits.len();
         self.lits.extend_from_slice(text);
-        if spec.upper {
+        // glibc applies `#` for %b/%h before it rejects the modifier.
+        if spec.upper || (spec.change_case && matches!(spec.conv, b'b' | b'h')) {
             self.lits[start..].make_ascii_uppercase();
         }
     }
@@ -433,6 +434,18 @@ fn copy_text(out: &mut Vec<u8>, text: &str, width: i32, pad: u8, upper: bool, lo
 
 /// glibc's `do_number` / `do_number_spacepad` for a non-negative value.
 fn number(out: &mut Vec<u8>, value: i64, min_digits: i32, spec: &Spec, spacepad: bool) {
+    // Fast path for the common `%Y %m %d %H %M %S`: no flags, no width, value fits.
+    if spec.width < 0 && spec.pad == 0 && !spacepad && (0..10_000).contains(&value) {
+        let digits = if value >= 1000 {
+            4
+        } else {
+            min_digits.max(1) as usize
+        };
+        if digits <= 4 && value < 10i64.pow(digits as u32) {
+            write_fixed(value as u64, digits, out);
+            return;
+        }
+    }
     let mut pad = spec.pad;
     if spacepad && pad != b'0' && pad != b'-' {
         pad = b'_';
@@ -556,7 +569,10 @@ fn render(spec: &Spec, tm: &Tm, out: &mut Vec<u8>) {
         b'S' => number(out, tm.sec, 2, spec, false),
         // glibc jumps past the `digits = max(d, width)` step for %s: only the width pads it.
         b's' => {
-            let unpadded = Spec { pad: if spec.pad == b'0' { b'0' } else { b'-' }, ..*spec };
+            let unpadded = Spec {
+                pad: if spec.pad == b'0' { b'0' } else { b'-' },
+                ..*spec
+            };
             number(out, tm.epoch as i64, 1, &unpadded, false)
         }
         b'u' => number(out, (tm.wday + 6) % 7 + 1, 1, spec, false),
@@ -603,7 +619,10 @@ mod tests {
 
     #[test]
     fn default_and_fluent_bit_conversions() {
-        assert_eq!(fmt(DEFAULT_TIME_FORMAT, 1_700_000_000, 0), "2023-11-14T22:13:20");
+        assert_eq!(
+            fmt(DEFAULT_TIME_FORMAT, 1_700_000_000, 0),
+            "2023-11-14T22:13:20"
+        );
         assert_eq!(
             fmt("%s|%9N|%L|%3N|%z|%Z", 1_700_000_000, 903_172_886),
             "1700000000|903172886|903172886|903|+0000|GMT"
@@ -617,7 +636,8 @@ mod tests {
         let (tf, w) = TimeFormat::compile("a%qb%5Q%Ey%Oc%");
         assert_eq!(w.len(), 4, "{w:?}");
         let mut out = Vec::new();
-        tf.write(EventTime::new(1_700_000_000, 0), &mut out).unwrap();
+        tf.write(EventTime::new(1_700_000_000, 0), &mut out)
+            .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a%qb  %5Q23%Oc%");
         assert!(!tf.has_subsecond());
     }

@@ -14,9 +14,10 @@
 //! Faults ([`FaultPlan`]) are decided per PutRecords request from its index (counted from the
 //! moment the plan was installed, starting at 0) and the seed, so one client connection sees the
 //! same faults on every run. Whole-request faults where the request reached the "service"
-//! (dropped connection, unparseable 200, 200 without `FailedRecordCount`) ACCEPT the entries
+//! (lost response, unparseable 200, 200 without `FailedRecordCount`) ACCEPT the entries
 //! (stored and counted), so a client that re-sends them produces duplicates, as with the real
-//! service when a response is lost. Throttling, 500, 503 and 403 accept nothing.
+//! service when a response is lost. Throttling, 500, 503, 403 and a connection reset before the
+//! request is processed accept nothing.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -113,8 +114,11 @@ pub enum FaultKind {
     Unparseable,
     /// 200 with `Records` but without `FailedRecordCount` (entries accepted).
     MissingFailedRecordCount,
-    /// Close the connection after reading the request, without an answer (entries accepted).
+    /// Close the connection after reading the request, without an answer (entries accepted:
+    /// the response was lost).
     Drop,
+    /// Close the connection after reading the request, before processing it (nothing accepted).
+    Reset,
     /// Normal answer after this extra delay.
     Delay(Duration),
     /// These entry positions fail with `code` (others are accepted).
@@ -161,6 +165,7 @@ pub struct FaultPlan {
     pub unparseable: f64,
     pub missing_failed_count: f64,
     pub drop_connection: f64,
+    pub lose_response: f64,
     /// Fixed delay before every PutRecords answer.
     pub delay: Option<Duration>,
     /// Explicit faults by request index; they take precedence over the fractions.
@@ -209,6 +214,13 @@ impl FaultPlan {
         self.missing_failed_count = fraction;
         self
     }
+    /// Fraction of requests whose connection closes before they are processed (nothing accepted).
+    pub fn lose_response(mut self, fraction: f64) -> Self {
+        self.lose_response = fraction;
+        self
+    }
+
+    /// Fraction of requests whose connection closes before they are processed.
     pub fn drop_connection(mut self, fraction: f64) -> Self {
         self.drop_connection = fraction;
         self
@@ -236,7 +248,7 @@ struct ActivePlan {
     script: HashMap<u64, FaultKind>,
     fail_codes: Vec<String>,
     /// Cumulative thresholds of the request-level faults.
-    request_cuts: [(f64, FaultKind); 7],
+    request_cuts: [(f64, FaultKind); 8],
     entry_faults: bool,
 }
 
@@ -264,7 +276,8 @@ impl ActivePlan {
                 plan.missing_failed_count,
                 FaultKind::MissingFailedRecordCount,
             ),
-            cut(plan.drop_connection, FaultKind::Drop),
+            cut(plan.drop_connection, FaultKind::Reset),
+            cut(plan.lose_response, FaultKind::Drop),
         ];
         let script = plan
             .script
@@ -412,6 +425,8 @@ struct Shared {
     seq: AtomicU64,
     store: bool,
     records: Mutex<Vec<SinkRecord>>,
+    /// Entries per parsed PutRecords request, in arrival order.
+    request_sizes: Mutex<Vec<usize>>,
     id_field: Option<String>,
     ids: Mutex<HashMap<u64, u32>>,
     verify: Option<(String, String)>,
@@ -471,6 +486,7 @@ impl Sink {
             seq: AtomicU64::new(0),
             store: config.store,
             records: Mutex::new(Vec::new()),
+            request_sizes: Mutex::new(Vec::new()),
             id_field: config.id_field,
             ids: Mutex::new(HashMap::new()),
             verify: config.verify_sigv4,
@@ -535,6 +551,15 @@ impl Sink {
             duplicate_entries: l(&c.duplicate_entries),
             entries_without_id: l(&c.entries_without_id),
         }
+    }
+
+    /// Entries of every parsed PutRecords request, in arrival order.
+    pub fn request_sizes(&self) -> Vec<usize> {
+        self.shared
+            .request_sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How often the record with this id was accepted (with `id_field`).
@@ -1036,6 +1061,11 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
     }
     let count = req.records.len();
     c.entries_received.fetch_add(count as u64, Relaxed);
+    shared
+        .request_sizes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(count);
 
     let mut delay = plan.plan.delay;
     if let Some(FaultKind::Delay(d)) = &fault {
@@ -1098,6 +1128,10 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
         }) => {
             c.other_errors.fetch_add(1, Relaxed);
             return Ok(error_response(*status, code, message));
+        }
+        Some(FaultKind::Reset) => {
+            c.dropped.fetch_add(1, Relaxed);
+            return Err(DropConnection);
         }
         Some(FaultKind::Unparseable) => Outcome::Unparseable,
         Some(FaultKind::MissingFailedRecordCount) => Outcome::MissingCount,

@@ -298,3 +298,63 @@ fn seed_yaml_typo_gets_a_suggestion() {
         stderr(&out)
     );
 }
+
+/// Run one of `examples/` for a few seconds against a fresh stream; return what arrived.
+async fn run_example(args: &[&str], cli_script: bool) -> Vec<serde_json::Value> {
+    let (ferro, kds) = ferro_with_stream("my-stream", 1).await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut cmd = if cli_script {
+        let mut c = std::process::Command::new("bash");
+        c.arg(format!("{examples}/cli.sh"));
+        c.env("KINESIS_BIT", env!("CARGO_BIN_EXE_kinesis-bit"));
+        c.envs(
+            agent()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        );
+        c
+    } else {
+        let mut c = agent();
+        c.args(args.iter().map(|a| a.replace("{examples}", examples)));
+        c
+    };
+    let child = cmd
+        .env("KINESIS_ENDPOINT", ferro.endpoint())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    terminate(&child);
+    let out = tokio::task::spawn_blocking(move || wait_with_timeout(child, LIMIT))
+        .await
+        .unwrap();
+    assert_success(&out);
+    let recs = kds.read_all("my-stream").await.unwrap();
+    assert!(
+        !recs.is_empty(),
+        "no records arrived; log:\n{}",
+        stderr(&out)
+    );
+    recs.iter()
+        .map(|r| serde_json::from_slice(&r.data).expect("JSON record"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_examples_ship_cpu_records() {
+    for v in run_example(&[], true).await {
+        assert!(v["cpu_p"].is_number(), "{v}");
+    }
+    for file in ["kinesis.yaml", "kinesis.conf"] {
+        for v in run_example(&["-c", &format!("{{examples}}/{file}")], false).await {
+            assert!(v["cpu_p"].is_number(), "{file}: {v}");
+            // time_key time with the default format: 2026-11-27T23:50:00
+            let t = v["time"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: no time in {v}"));
+            assert_eq!(t.len(), 19, "{file}: {t}");
+            assert_eq!(&t[10..11], "T");
+        }
+    }
+}

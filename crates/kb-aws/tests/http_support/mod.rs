@@ -157,6 +157,14 @@ pub fn certs() -> &'static Certs {
                 "-out", "client-legacy.key",
             ],
         );
+        // Encrypted PKCS#8 as OpenSSL 1.0 wrote it: PBKDF2 with HMAC-SHA1.
+        openssl(
+            &d,
+            &[
+                "pkcs8", "-topk8", "-v2", "aes-128-cbc", "-v2prf", "hmacWithSHA1", "-in",
+                "client.key", "-out", "client-enc-sha1.key", "-passout", "pass:s3cret",
+            ],
+        );
         for (cipher, out) in [("-aes128", "client-legacy128.key"), ("-des3", "client-des3.key")] {
             openssl(
                 &d,

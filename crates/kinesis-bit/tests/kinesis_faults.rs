@@ -1,0 +1,203 @@
+//! The agent against the project's own fault-injecting Kinesis sink: partial failures,
+//! throttling, 5xx, dropped connections, lost responses, auth errors and request rejections.
+//! Every record carries a unique `seq`, so the sink can tell lost from duplicated records.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{agent, assert_success, run_with_stdin, stderr};
+use kb_testkit::sink::{FaultKind, FaultPlan, Sink, SinkConfig};
+
+fn records(n: u64) -> Vec<u8> {
+    let mut input = Vec::new();
+    for i in 0..n {
+        input.extend_from_slice(
+            format!("{{\"seq\":{i},\"msg\":\"record number {i}\"}}\n").as_bytes(),
+        );
+    }
+    input
+}
+
+/// Ship `input` through stdin with retries fast and unlimited; returns the agent's output.
+fn ship(endpoint: &str, input: Vec<u8>, extra: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[SERVICE]\n    Grace 120\n    scheduler.base 1\n    scheduler.cap 2\n\n[INPUT]\n    Name stdin\n\n\
+             [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream faults\n    region us-east-1\n    \
+             endpoint {endpoint}\n    retry_limit no_limits\n{extra}"
+        ),
+    )
+    .unwrap();
+    let mut cmd = agent();
+    cmd.args(["-c", conf.to_str().unwrap()]);
+    run_with_stdin(&mut cmd, &input, Duration::from_secs(180))
+}
+
+async fn sink(faults: FaultPlan) -> Sink {
+    Sink::start(SinkConfig::default().id_field("seq").faults(faults)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_exactly_once_through_failures_throttles_500s_and_resets() {
+    const N: u64 = 20_000;
+    let sink = sink(
+        FaultPlan::new()
+            .seed(42)
+            .fail_entries(
+                0.10,
+                &["ProvisionedThroughputExceededException", "InternalFailure"],
+            )
+            // Per request: with ~50 requests these fractions make every kind happen.
+            .throttle(0.1)
+            .error500(0.1)
+            .drop_connection(0.1),
+    )
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), ""))
+        .await
+        .unwrap();
+    let st = sink.stats();
+    assert!(
+        sink.missing(0..N).is_empty(),
+        "lost {} records; {st:?}\n{}",
+        sink.missing(0..N).len(),
+        stderr(&out)
+    );
+    assert!(
+        sink.duplicates().is_empty(),
+        "duplicated: {:?}",
+        &sink.duplicates()[..sink.duplicates().len().min(10)]
+    );
+    assert!(sink.unexpected(0..N).is_empty());
+    assert_success(&out);
+    // The faults really happened.
+    assert!(
+        st.entries_failed > 0 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
+        "{st:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_of_1200_is_sent_500_500_200() {
+    let sink = sink(FaultPlan::new()).await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(1200), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![500, 500, 200]);
+    assert!(sink.missing(0..1200).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_failure_resends_only_the_failed_entries() {
+    // Request 0: entries 3 and 7 throttled. The retry must carry exactly those two.
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::FailEntries {
+            indices: vec![3, 7],
+            code: "ProvisionedThroughputExceededException".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(10), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![10, 2]);
+    assert!(sink.duplicates().is_empty() && sink.missing(0..10).is_empty());
+    assert!(
+        stderr(&out).contains("2 out of 10 records failed to be delivered, retrying only the failed records, faults (ProvisionedThroughputExceededException=2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn never_acceptable_records_are_dropped_with_a_log_line() {
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::FailEntries {
+            indices: vec![1],
+            code: "InvalidArgumentException".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(4), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![4]);
+    assert_eq!(sink.missing(0..4), vec![1]);
+    assert!(
+        stderr(&out).contains("record rejected by Kinesis and dropped: InvalidArgumentException"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_request_is_split_to_isolate_nothing_lost() {
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::Error {
+            status: 400,
+            code: "ValidationException".into(),
+            message: "1 validation error detected".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(10), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![10, 5, 5]);
+    assert!(sink.missing(0..10).is_empty() && sink.duplicates().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_responses_lose_nothing() {
+    // Acceptance of these requests cannot be known, so their entries are sent again:
+    // at-least-once, nothing lost.
+    const N: u64 = 3_000;
+    let sink = sink(
+        FaultPlan::new()
+            .seed(5)
+            .lose_response(0.1)
+            .unparseable(0.05)
+            .missing_failed_count(0.05),
+    )
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert!(sink.missing(0..N).is_empty(), "{:?}", sink.stats());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_retry_requests_resends_once_after_a_reset() {
+    let sink = sink(FaultPlan::new().at(0, FaultKind::Reset)).await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(3), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    // The reset request was not processed; the immediate re-send was.
+    assert_eq!(sink.stats().dropped, 1);
+    assert_eq!(sink.request_sizes(), vec![3, 3]);
+    assert!(sink.missing(0..3).is_empty());
+    assert!(
+        !stderr(&out).contains("handed back"),
+        "the auto retry should have delivered in the flush"
+    );
+}
