@@ -8,7 +8,7 @@ use std::ops::Range;
 use kb_core::event::EventReader;
 use kb_core::{Chunk, Progress};
 
-use crate::accessor::{random_key, RecordAccessor};
+use crate::accessor::{random_key, RecordAccessor, RANDOM_KEY_LEN};
 use crate::aggregate::KplAggregate;
 use crate::compress::{Compression, Compressor};
 use crate::config::{Aggregation, OversizePolicy, Settings};
@@ -16,9 +16,6 @@ use crate::format::{FormatOptions, RecordFormatter, Skip};
 use crate::metrics::{DropReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::time_format::TimeFormat;
-
-/// Length of a generated partition key.
-pub const RANDOM_KEY_LEN: usize = 16;
 
 /// The partition key of one Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]

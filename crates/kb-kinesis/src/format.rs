@@ -8,7 +8,7 @@ use kb_core::event::Event;
 use kb_core::json::{write_json, write_json_string, JsonOptions, JsonStats};
 use kb_core::msgpack::{Cursor, Head};
 
-use crate::time_format::TimeFormat;
+use crate::time_format::{TimeCache, TimeFormat};
 
 /// The formatting settings of one output instance.
 #[derive(Debug, Clone)]
@@ -71,9 +71,10 @@ pub struct RecordFormatter {
     invalid: u64,
     /// `"<time_key>":` as written in the body (escaped per `escape_unicode`), built once.
     time_key_prefix: Vec<u8>,
-    /// The formatted time text, cached per second when the format has no sub-second part.
+    /// The formatted time of the current record.
     time_text: Vec<u8>,
-    time_secs: Option<u32>,
+    /// The calendar part of the time, rendered once per second.
+    time_cache: TimeCache,
 }
 
 impl RecordFormatter {
@@ -101,7 +102,7 @@ impl RecordFormatter {
             invalid: 0,
             time_key_prefix,
             time_text: Vec::with_capacity(64),
-            time_secs: None,
+            time_cache: TimeCache::default(),
         }
     }
 
@@ -184,16 +185,11 @@ impl RecordFormatter {
         start: usize,
     ) -> Result<(), Skip> {
         // Format first: a failure must leave the body untouched (it is dropped anyway).
-        let cached = self.time_secs == Some(ev.time.secs) && !self.opts.time_format.has_subsecond();
-        if !cached {
-            self.time_text.clear();
-            self.time_secs = None;
-            self.opts
-                .time_format
-                .write(ev.time, &mut self.time_text)
-                .map_err(|_| Skip::TimeFormat)?;
-            self.time_secs = Some(ev.time.secs);
-        }
+        self.time_text.clear();
+        self.opts
+            .time_format
+            .write_cached(ev.time, &mut self.time_cache, &mut self.time_text)
+            .map_err(|_| Skip::TimeFormat)?;
 
         let key = self.opts.time_key.as_deref().unwrap_or_default();
         // Usually answered from the record's few top-level keys, not by scanning the JSON.

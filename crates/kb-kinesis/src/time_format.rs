@@ -393,6 +393,71 @@ impl TimeFormat {
     }
 }
 
+/// Per-second memo for [`TimeFormat::write_cached`]: the text of the last second rendered,
+/// with the positions where its sub-second fields go.
+#[derive(Debug, Clone, Default)]
+pub struct TimeCache {
+    /// The second memoised, and the format (its source text) it was rendered with.
+    secs: Option<u32>,
+    format: String,
+    text: Vec<u8>,
+    /// (offset in `text`, digits: 3 or 9) of each `%3N` / `%9N` / `%L`.
+    holes: Vec<(usize, u8)>,
+}
+
+impl TimeFormat {
+    /// Like [`TimeFormat::write`], but renders the calendar part once per second into
+    /// `cache` and then only fills in the sub-second digits.
+    pub fn write_cached(
+        &self,
+        t: EventTime,
+        cache: &mut TimeCache,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TimeFormatError> {
+        if cache.secs != Some(t.secs) || cache.format != self.source {
+            cache.secs = None;
+            cache.format.clear();
+            cache.format.push_str(&self.source);
+            cache.text.clear();
+            cache.holes.clear();
+            let tm = Tm::from_secs(t.secs);
+            let mut extra = 0;
+            for item in &self.items {
+                match *item {
+                    Item::Lit(s, e) => cache
+                        .text
+                        .extend_from_slice(&self.lits[s as usize..e as usize]),
+                    Item::Millis => {
+                        cache.holes.push((cache.text.len(), 3));
+                        extra += 3;
+                    }
+                    Item::Nanos => {
+                        cache.holes.push((cache.text.len(), 9));
+                        extra += 9;
+                    }
+                    Item::Conv(ref spec) => render(spec, &tm, &mut cache.text),
+                }
+            }
+            if cache.text.len() + extra > MAX_OUTPUT {
+                return Err(TimeFormatError { secs: t.secs });
+            }
+            cache.secs = Some(t.secs);
+        }
+        let mut from = 0;
+        for &(at, digits) in &cache.holes {
+            out.extend_from_slice(&cache.text[from..at]);
+            if digits == 3 {
+                write_fixed(u64::from(t.nanos / 1_000_000 % 1000), 3, out);
+            } else {
+                write_fixed(u64::from(t.nanos % 1_000_000_000), 9, out);
+            }
+            from = at;
+        }
+        out.extend_from_slice(&cache.text[from..]);
+        Ok(())
+    }
+}
+
 impl Default for TimeFormat {
     /// `%Y-%m-%dT%H:%M:%S`.
     fn default() -> Self {

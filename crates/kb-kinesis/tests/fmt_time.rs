@@ -2,7 +2,7 @@
 
 use kb_core::event::{Event, EventTime};
 use kb_kinesis::format::{FormatOptions, RecordFormatter, Skip};
-use kb_kinesis::time_format::{TimeFormat, DEFAULT_TIME_FORMAT};
+use kb_kinesis::time_format::{TimeCache, TimeFormat, DEFAULT_TIME_FORMAT};
 use rmpv::Value;
 
 const T: EventTime = EventTime {
@@ -228,4 +228,53 @@ fn fmt_time_cached_text_changes_with_the_second_and_subseconds() {
             format!("{{\"a\":1,\"t\":\"00{ms}\"}}\n")
         );
     }
+}
+
+#[test]
+fn fmt_time_cache_fills_subseconds_per_record() {
+    let (tf, _) = TimeFormat::compile("%3N|%s|%9N|%L|%%|%Y");
+    let (other, _) = TimeFormat::compile("%Y-%m");
+    let mut cache = TimeCache::default();
+    for (secs, nanos) in [
+        (5, 1),
+        (5, 999_999_999),
+        (6, 0),
+        (5, 120_000_000),
+        (u32::MAX, 7),
+    ] {
+        let t = EventTime::new(secs, nanos);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        tf.write(t, &mut a).unwrap();
+        tf.write_cached(t, &mut cache, &mut b).unwrap();
+        assert_eq!(a, b);
+        // Another format through the same cache.
+        let (mut c, mut d) = (Vec::new(), Vec::new());
+        other.write(t, &mut c).unwrap();
+        other.write_cached(t, &mut cache, &mut d).unwrap();
+        assert_eq!(c, d);
+    }
+    let long = TimeFormat::compile(&"%256Y".repeat(20)).0;
+    let mut out = b"x".to_vec();
+    assert!(long.write_cached(T, &mut cache, &mut out).is_err());
+    assert_eq!(out, b"x");
+}
+
+#[test]
+fn fmt_time_key_replaces_non_string_keys_with_the_same_text() {
+    // An integer key 1 is written as "1": a JSON reader would see it as the time key.
+    let mut f = formatter("1", "%Y");
+    let rec = Value::Map(vec![
+        (Value::from(1), s("int key")),
+        (s("b"), Value::from(2)),
+    ]);
+    assert_eq!(run(&mut f, &rec, T).unwrap(), "{\"b\":2,\"1\":\"2023\"}\n");
+    let mut f = formatter("t", "%Y");
+    let rec = Value::Map(vec![
+        (Value::Binary(b"\xff".to_vec()), s("x")),
+        (s("t"), s("old")),
+    ]);
+    assert_eq!(
+        run(&mut f, &rec, T).unwrap(),
+        "{\"\\ufffd\":\"x\",\"t\":\"2023\"}\n"
+    );
 }

@@ -4,7 +4,7 @@
 //! Fluent Bit's own `%3N`/`%9N`/`%L` are not glibc's and are tested in `fmt_time.rs`.
 
 use kb_core::event::EventTime;
-use kb_kinesis::time_format::TimeFormat;
+use kb_kinesis::time_format::{TimeCache, TimeFormat};
 use proptest::prelude::*;
 use std::ffi::CString;
 
@@ -29,7 +29,19 @@ fn ours(fmt: &str, secs: u32) -> Vec<u8> {
     let (tf, _) = TimeFormat::compile(fmt);
     let mut out = Vec::new();
     tf.write(EventTime::new(secs, 0), &mut out).unwrap();
+    // The per-second cache gives the same text, also when shared between formats.
+    CACHE.with(|c| {
+        let mut cached = Vec::new();
+        let cache = &mut c.borrow_mut();
+        tf.write_cached(EventTime::new(secs, 0), cache, &mut cached)
+            .unwrap();
+        assert_eq!(cached, out, "write_cached");
+    });
     out
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<TimeCache> = std::cell::RefCell::new(TimeCache::default());
 }
 
 extern "C" {

@@ -57,11 +57,12 @@ pub fn plugin_help(spec: &PluginSpec) -> String {
         _ => OUTPUT_GENERIC_KEYS,
     };
     let _ = writeln!(s, "GLOBAL_OPTIONS");
-    for k in generic.iter().filter(|k| k.name != "name") {
+    // Fluent Bit lists `workers` with the plugin's own options, the rest as global ones.
+    for k in generic.iter().filter(|k| k.name != "name" && k.name != "workers") {
         key_block(&mut s, k);
     }
     let _ = writeln!(s, "OPTIONS");
-    for k in spec.keys {
+    for k in spec.keys.iter().chain(generic.iter().filter(|k| k.name == "workers")) {
         key_block(&mut s, k);
     }
     s

@@ -358,3 +358,31 @@ async fn the_three_examples_ship_cpu_records() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_fails_the_start_for_a_missing_stream() {
+    let (ferro, _kds) = ferro_with_stream("present", 1).await;
+    let ep = ferro.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        let missing = ship_stdin(&ep, "absent", &["healthcheck=on"], b"{\"a\":1}\n");
+        let present = ship_stdin(&ep, "present", &["healthcheck=on"], b"{\"a\":1}\n");
+        (missing, present)
+    })
+    .await
+    .unwrap();
+    let (missing, present) = out;
+    assert_eq!(missing.status.code(), Some(255), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing)
+            .contains("healthcheck of stream 'absent' failed: ResourceNotFoundException"),
+        "{}",
+        stderr(&missing)
+    );
+    assert_success(&present);
+    assert!(
+        stderr(&present).contains("healthcheck: stream present is ACTIVE"),
+        "{}",
+        stderr(&present)
+    );
+    assert_eq!(ferro.captured().len(), 1);
+}
