@@ -43,12 +43,6 @@ pub enum EntryOutcome<'a> {
     },
 }
 
-/// Per-record error codes the service will never accept on a retry (spec §6.1): the record
-/// is dropped. Every other code is retried.
-pub fn is_permanent_error(code: &str) -> bool {
-    matches!(code, "ValidationException" | "InvalidArgumentException")
-}
-
 /// A parsed PutRecords response, borrowing from the body.
 #[derive(Debug)]
 pub struct PutRecordsResponse<'a> {

@@ -1,7 +1,7 @@
 //! Spec §6.1: parsing an HTTP 200 PutRecords response, one test per row.
 
 use kb_kinesis::response::{
-    is_permanent_error, parse_put_records_response, EntryOutcome, BODY_EXCERPT,
+    parse_put_records_response, EntryOutcome, BODY_EXCERPT,
 };
 
 const PTE: &str = "ProvisionedThroughputExceededException";
@@ -115,19 +115,6 @@ fn response_escaped_strings_are_decoded() {
     );
 }
 
-#[test]
-fn response_permanent_codes() {
-    assert!(is_permanent_error("ValidationException"));
-    assert!(is_permanent_error("InvalidArgumentException"));
-    for c in [
-        PTE,
-        "InternalFailure",
-        "KMSThrottlingException",
-        "SomethingNew",
-    ] {
-        assert!(!is_permanent_error(c), "{c}");
-    }
-}
 
 fn unparseable(body: &[u8], sent: usize) -> String {
     let e = parse_put_records_response(body, sent).unwrap_err();
