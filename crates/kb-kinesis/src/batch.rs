@@ -325,7 +325,23 @@ impl Preparer {
         false
     }
 
-    /// §2.7: concatenate consecutive records with the same key up to the limit (measured before
+    /// Staged records grouped by key (first appearance order), each group in record order:
+    /// an aggregate only ever holds records of one key (§2.7, §2.8).
+    fn grouped_order(&self, keys: &str) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.staged.len()).collect();
+        let key_text = |i: usize| match &self.staged[i].key {
+            Key::Random => None,
+            Key::Fixed(r) => Some(&keys[r.clone()]),
+        };
+        let mut first_seen: std::collections::HashMap<Option<&str>, usize> = Default::default();
+        for i in 0..self.staged.len() {
+            first_seen.entry(key_text(i)).or_insert(i);
+        }
+        order.sort_by_key(|&i| first_seen[&key_text(i)]);
+        order
+    }
+
+    /// §2.7: concatenate records with the same key up to the limit (measured before
     /// compression), then compress each aggregate if configured.
     fn pack_simple(
         &mut self,
@@ -334,49 +350,44 @@ impl Preparer {
         metrics: &KinesisMetrics,
         limiter: &LogLimiter,
     ) {
-        let mut i = 0;
-        while i < self.staged.len() {
-            let key = self.staged[i].key.clone();
+        let order = self.grouped_order(&out.keys);
+        let mut pos = 0;
+        while pos < order.len() {
+            let first = &self.staged[order[pos]];
+            let key = first.key.clone();
             let limit = self
                 .max_record_size
                 .saturating_sub(key_len(&key, &out.keys));
-            let first = &self.staged[i];
             if first.data.len() > limit {
                 let (record, size) = (first.record, first.data.len());
                 self.drop_oversize(record, size, progress, metrics, limiter);
-                i += 1;
+                pos += 1;
                 continue;
             }
-            let start_data = first.data.start;
-            let mut end_data = first.data.end;
+            self.scratch.clear();
             let m = out.members.len();
-            out.members.push(first.record);
-            let mut j = i + 1;
-            while j < self.staged.len()
-                && same_key(&self.staged[j].key, &key, &out.keys)
-                && self.staged[j].data.start == end_data
-                && self.staged[j].data.end - start_data <= limit
-            {
-                end_data = self.staged[j].data.end;
-                out.members.push(self.staged[j].record);
-                j += 1;
+            while pos < order.len() {
+                let st = &self.staged[order[pos]];
+                if !same_key(&st.key, &key, &out.keys) || self.scratch.len() + st.data.len() > limit
+                {
+                    break;
+                }
+                self.scratch
+                    .extend_from_slice(&self.staging[st.data.clone()]);
+                out.members.push(st.record);
+                pos += 1;
             }
             let start = out.arena.len();
             match self.compression {
-                Some(c) => {
-                    self.compressor
-                        .compress(c, &self.staging[start_data..end_data], &mut out.arena)
-                }
-                None => out
-                    .arena
-                    .extend_from_slice(&self.staging[start_data..end_data]),
+                Some(c) => self.compressor.compress(c, &self.scratch, &mut out.arena),
+                None => out.arena.extend_from_slice(&self.scratch),
             }
             if out.arena.len() - start > limit {
                 // Compression made it bigger than the limit: the aggregate cannot be sent.
                 out.arena.truncate(start);
                 let members: Vec<usize> = out.members.drain(m..).collect();
                 for r in members {
-                    self.drop_oversize(r, end_data - start_data, progress, metrics, limiter);
+                    self.drop_oversize(r, self.scratch.len(), progress, metrics, limiter);
                 }
             } else {
                 out.entries.push(Entry {
@@ -385,12 +396,11 @@ impl Preparer {
                     members: m..out.members.len(),
                 });
             }
-            i = j;
         }
     }
 
-    /// §2.8: KPL aggregates of consecutive records with the same key, closed before they would
-    /// exceed the limit; an aggregate of one record is sent plain.
+    /// §2.8: KPL aggregates of records with the same key, closed before they would exceed the
+    /// limit; an aggregate of one record is sent plain.
     fn pack_kpl(
         &mut self,
         out: &mut Prepared,
@@ -398,43 +408,49 @@ impl Preparer {
         metrics: &KinesisMetrics,
         limiter: &LogLimiter,
     ) {
-        let mut i = 0;
-        while i < self.staged.len() {
-            let key = self.staged[i].key.clone();
-            let outer_len = key_len(&key, &out.keys);
-            let limit = self.max_record_size.saturating_sub(outer_len);
-            // The key inside the table: the record's key, or a random one chosen now that is
+        let order = self.grouped_order(&out.keys);
+        let mut rng = fastrand::Rng::new();
+        let mut pos = 0;
+        while pos < order.len() {
+            let key = self.staged[order[pos]].key.clone();
+            let limit = self
+                .max_record_size
+                .saturating_sub(key_len(&key, &out.keys));
+            // The key inside the table: the records' key, or a random one chosen now that is
             // also the outer key, so the aggregate's table and outer key agree.
             let table_key: String = match &key {
                 Key::Fixed(r) => out.keys[r.clone()].to_string(),
                 Key::Random => {
                     let mut k = String::new();
-                    random_key(&mut fastrand::Rng::new(), &mut k);
+                    random_key(&mut rng, &mut k);
                     k
                 }
             };
             self.kpl.reset(&table_key);
             let m = out.members.len();
-            let mut j = i;
-            while j < self.staged.len() && same_key(&self.staged[j].key, &key, &out.keys) {
-                let len = self.staged[j].data.len();
-                if self.kpl.size_with(len) > limit {
+            let group_start = pos;
+            while pos < order.len() {
+                let st = &self.staged[order[pos]];
+                if !same_key(&st.key, &key, &out.keys) || self.kpl.size_with(st.data.len()) > limit
+                {
                     break;
                 }
-                self.kpl.push(&self.staging[self.staged[j].data.clone()]);
-                out.members.push(self.staged[j].record);
-                j += 1;
+                self.kpl.push(&self.staging[st.data.clone()]);
+                out.members.push(st.record);
+                pos += 1;
             }
-            if j == i {
-                let (record, size) = (self.staged[i].record, self.staged[i].data.len());
+            if pos == group_start {
+                let st = &self.staged[order[pos]];
+                let (record, size) = (st.record, st.data.len());
                 self.drop_oversize(record, size, progress, metrics, limiter);
-                i += 1;
+                pos += 1;
                 continue;
             }
             let start = out.arena.len();
-            if j - i == 1 {
+            if pos - group_start == 1 {
+                // Deaggregators pass plain records through unchanged.
                 out.arena
-                    .extend_from_slice(&self.staging[self.staged[i].data.clone()]);
+                    .extend_from_slice(&self.staging[self.staged[order[group_start]].data.clone()]);
                 out.entries.push(Entry {
                     data: start..out.arena.len(),
                     key,
@@ -456,7 +472,6 @@ impl Preparer {
                     members: m..out.members.len(),
                 });
             }
-            i = j;
         }
     }
 

@@ -386,3 +386,115 @@ async fn healthcheck_fails_the_start_for_a_missing_stream() {
     );
     assert_eq!(ferro.captured().len(), 1);
 }
+
+fn numbered(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{{\"seq\":{i},\"user\":\"u{}\"}}\n", i % 3))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_records_decompress_to_the_json_lines() {
+    use std::io::Read;
+    let (ferro, _kds) = ferro_with_stream("gz", 1).await;
+    let ep = ferro.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        ship_stdin(&ep, "gz", &["compression=gzip"], &numbered(5))
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let mut got: Vec<String> = ferro
+        .captured()
+        .iter()
+        .map(|r| {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&r.data[..])
+                .read_to_string(&mut s)
+                .expect("one gzip member");
+            s
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..5)
+        .map(|i| format!("{{\"seq\":{i},\"user\":\"u{}\"}}\n", i % 3))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kpl_aggregates_deaggregate_to_the_same_records_keys_and_order() {
+    use kb_kinesis::aggregate::deaggregate;
+    let (ferro, _kds) = ferro_with_stream("kpl", 1).await;
+    let ep = ferro.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        ship_stdin(
+            &ep,
+            "kpl",
+            &["aggregation=on", "partition_key=$user"],
+            &numbered(30),
+        )
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let captured = ferro.captured();
+    assert!(
+        captured.len() < 30,
+        "records were aggregated: {} Kinesis records",
+        captured.len()
+    );
+    let mut users: Vec<(String, String)> = Vec::new();
+    for r in &captured {
+        match deaggregate(&r.data).expect("valid aggregate") {
+            Some(inner) => {
+                for u in inner {
+                    assert_eq!(u.partition_key, r.partition_key, "table key = outer key");
+                    users.push((
+                        u.partition_key.to_string(),
+                        String::from_utf8(u.data.to_vec()).unwrap(),
+                    ));
+                }
+            }
+            None => users.push((
+                r.partition_key.clone(),
+                String::from_utf8(r.data.clone()).unwrap(),
+            )),
+        }
+    }
+    // Per key, records keep their order; every record is there once, with its own key.
+    users.sort_by_key(|(k, d)| {
+        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+        (k.clone(), v["seq"].as_u64().unwrap())
+    });
+    let mut want: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            (
+                format!("u{}", i % 3),
+                format!("{{\"seq\":{i},\"user\":\"u{}\"}}\n", i % 3),
+            )
+        })
+        .collect();
+    want.sort_by_key(|(k, d)| {
+        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+        (k.clone(), v["seq"].as_u64().unwrap())
+    });
+    assert_eq!(users, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simple_aggregation_packs_newline_separated_records() {
+    let (ferro, _kds) = ferro_with_stream("simple", 1).await;
+    let ep = ferro.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        ship_stdin(&ep, "simple", &["simple_aggregation=on"], &numbered(50))
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let captured = ferro.captured();
+    assert_eq!(captured.len(), 1, "50 small records fit one aggregate");
+    assert_eq!(captured[0].data, numbered(50));
+}
