@@ -4,6 +4,7 @@
 //! The component is the `component` field of the innermost `plugin` span (set by the engine
 //! around each input and output task, e.g. `output:stdout.0`), else the event's target.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
@@ -55,11 +56,12 @@ where
         if let (None, Some(scope)) = (&component, ctx.event_scope()) {
             for span in scope {
                 let ext = span.extensions();
-                if let Some(fields) = ext.get::<FormattedFields<N>>() {
-                    if let Some(rest) = fields.fields.as_str().split("component=").nth(1) {
-                        component = Some(rest.split(' ').next().unwrap_or(rest).to_string());
-                        break;
-                    }
+                if let Some(c) = ext
+                    .get::<FormattedFields<N>>()
+                    .and_then(|f| component_of(f.fields.as_str()))
+                {
+                    component = Some(c.to_string());
+                    break;
                 }
             }
         }
@@ -86,20 +88,63 @@ pub fn filter_for(level: LogLevel) -> tracing_subscriber::filter::LevelFilter {
     }
 }
 
+/// The component named by a `plugin` span's formatted fields (`component=output:stdout:stdout.0`).
+fn component_of(fields: &str) -> Option<&str> {
+    let rest = fields.split("component=").nth(1)?;
+    Some(rest.split(' ').next().unwrap_or(rest))
+}
+
 /// Install the global logger: Fluent Bit's line format at `level`, to `file` (appended,
-/// created if missing) or to stderr.
-pub fn init(level: LogLevel, file: Option<&Path>) -> io::Result<()> {
-    let builder = tracing_subscriber::fmt()
-        .event_format(FluentBitFormat)
-        .with_max_level(filter_for(level));
-    match file {
+/// created if missing) or to stderr. `instance_levels` are per-instance `log_level` keys, by
+/// component (`input:cpu:cpu.0`); they apply to what runs inside that instance's span.
+pub fn init(
+    level: LogLevel,
+    file: Option<&Path>,
+    instance_levels: HashMap<String, LogLevel>,
+) -> io::Result<()> {
+    use tracing_subscriber::filter::{DynFilterFn, LevelFilter};
+    use tracing_subscriber::fmt::format::DefaultFields;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let global = filter_for(level);
+    let overrides: HashMap<String, LevelFilter> = instance_levels
+        .into_iter()
+        .map(|(k, v)| (k, filter_for(v)))
+        .collect();
+    let max = overrides.values().copied().chain([global]).max().unwrap_or(global);
+    let filter = DynFilterFn::new(move |meta, cx| {
+        // Spans stay enabled: the per-instance decision needs them.
+        if meta.is_span() {
+            return true;
+        }
+        if let Some(span) = cx.lookup_current() {
+            for s in span.scope() {
+                let ext = s.extensions();
+                let component = ext
+                    .get::<FormattedFields<DefaultFields>>()
+                    .and_then(|f| component_of(f.fields.as_str()).map(str::to_string));
+                if let Some(l) = component.and_then(|c| overrides.get(&c).copied()) {
+                    return l >= *meta.level();
+                }
+            }
+        }
+        global >= *meta.level()
+    })
+    .with_max_level_hint(max);
+    let layer = tracing_subscriber::fmt::layer().event_format(FluentBitFormat);
+    let layer = match file {
         Some(path) => {
             let f = OpenOptions::new().create(true).append(true).open(path)?;
-            builder.with_writer(Mutex::new(f)).init();
+            layer.with_writer(Mutex::new(f)).boxed()
         }
-        None => builder.with_writer(io::stderr).init(),
-    }
-    Ok(())
+        None => layer.with_writer(io::stderr).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init()
+        .map_err(io::Error::other)
 }
 
 /// Write one Fluent Bit–formatted line straight to stderr, for errors found before the logger

@@ -100,7 +100,7 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         },
         _ => service.log_level.unwrap_or(LogLevel::Info),
     };
-    if let Err(e) = log::init(level, service.log_file.as_deref()) {
+    if let Err(e) = log::init(level, service.log_file.as_deref(), built.log_levels.clone()) {
         let path = service
             .log_file
             .as_deref()

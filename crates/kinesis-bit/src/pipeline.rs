@@ -8,7 +8,7 @@ use std::time::Duration;
 use kb_config::schema::{
     suggest, validate_section, FILTER_GENERIC_KEYS, INPUT_GENERIC_KEYS, OUTPUT_GENERIC_KEYS,
 };
-use kb_config::service::ServiceConfig;
+use kb_config::service::{LogLevel, ServiceConfig};
 use kb_config::values::{parse_retry_limit, RetryLimit};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
@@ -66,9 +66,12 @@ impl Registry {
 pub struct Built {
     pub engine: Engine,
     pub warnings: Vec<ConfigWarning>,
+    /// Per-instance `log_level`, by log component (`output:stdout:stdout.0`).
+    pub log_levels: HashMap<String, LogLevel>,
 }
 
 struct Builder<'a> {
+    log_levels: HashMap<String, LogLevel>,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
     counters: HashMap<(kb_config::SectionKind, String), usize>,
@@ -119,7 +122,13 @@ impl Builder<'_> {
             .filter(|a| !a.is_empty())
             .unwrap_or(default_name);
         match validate_section(spec_of(plugin), generic, section, &instance) {
-            Ok(props) => Some((plugin, props)),
+            Ok(props) => {
+                if let Some(level) = props.str("log_level").and_then(|l| l.parse::<LogLevel>().ok()) {
+                    self.log_levels
+                        .insert(format!("{kind}:{lname}:{}", props.instance), level);
+                }
+                Some((plugin, props))
+            }
             Err(errs) => {
                 self.errors.extend(errs);
                 None
@@ -169,6 +178,7 @@ pub fn build(
         ..ServiceContext::default()
     };
     let mut b = Builder {
+        log_levels: HashMap::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         counters: HashMap::new(),
@@ -284,6 +294,7 @@ pub fn build(
         Ok(Built {
             engine,
             warnings: b.warnings,
+            log_levels: b.log_levels,
         })
     } else {
         Err(b.errors)

@@ -201,3 +201,46 @@ async fn auto_retry_requests_resends_once_after_a_reset() {
         "the auto retry should have delivered in the flush"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_instance_log_level_applies_inside_that_instance_only() {
+    let sink = sink(FaultPlan::new()).await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = agent();
+        cmd.env("FLB_LOG_LEVEL", "error")
+            .args([
+                "-i",
+                "stdin",
+                "-o",
+                "kinesis_streams",
+                "-m",
+                "*",
+                "-p",
+                "stream=faults",
+            ])
+            .args([
+                "-p",
+                "region=us-east-1",
+                "-p",
+                &format!("endpoint={ep}"),
+                "-p",
+                "log_level=debug",
+            ]);
+        run_with_stdin(&mut cmd, &records(3), Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains(
+            "[debug] [output:kinesis_streams:kinesis_streams.0] PutRecords with 3 records"
+        ),
+        "{log}"
+    );
+    assert!(
+        !log.contains("[ info] [engine]"),
+        "the service level (error) still applies elsewhere:\n{log}"
+    );
+}
