@@ -402,8 +402,9 @@ async fn build_chain(settings: &CredentialSettings) -> (SharedCredentialsProvide
     );
     let mut tried = format!("environment, profile \"{profile}\"");
     if pod_role.is_none() {
-        chain = if settings.sts_endpoint.is_some() {
-            // aws-config's provider has no endpoint override: use our own with `sts_endpoint`.
+        chain = if settings.sts_endpoint.is_some() || settings.sts_http_client.is_some() {
+            // aws-config's provider has neither an endpoint override nor a way to take our
+            // HTTP client (tls.*, proxy): use our own provider then.
             let sts = aws_sdk_sts::Client::new(&sts_sdk_config(settings, None).await);
             chain.or_else("WebIdentityToken", WebIdentityProvider { sts })
         } else {

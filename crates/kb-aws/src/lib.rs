@@ -8,3 +8,4 @@ pub mod error;
 pub mod http;
 pub mod imds;
 pub mod sign;
+pub mod sts_client;

@@ -11,9 +11,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use kb_aws::credentials::{CredentialCache, CredentialSettings};
+use kb_aws::endpoint::Endpoint;
 use kb_aws::error::{is_retryable_record_error, ErrorClass};
 use kb_aws::http::{proxy_from_env, HttpClient, ProxyOptions};
 use kb_aws::sign::ClockSkew;
+use kb_aws::sts_client::sts_http_client;
 use kb_config::{ConfigError, PluginSpec, Props, SectionKind};
 use kb_core::plugin::{FlushResult, Output, OutputWorker, PluginError};
 use kb_core::registry::{OutputPlugin, ServiceContext};
@@ -69,6 +71,39 @@ pub struct KinesisOutput {
 impl KinesisOutput {
     async fn credentials(&self) -> CredentialCache {
         let s = &self.settings;
+        // §7.1, §8: the STS calls (`role_arn`, `EKS_POD_EXECUTION_ROLE`, web identity) use the
+        // `tls.*` settings (not `tls.vhost`), `net.*` and the proxy of the output. `None`
+        // (aws-config's default client) when no STS call can happen, or, after logging, when the
+        // client cannot be built.
+        let sts_http_client = || {
+            let env_set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+            let role = s.role_arn.as_deref().is_some_and(|r| !r.trim().is_empty());
+            if !(role
+                || env_set("EKS_POD_EXECUTION_ROLE")
+                || env_set("AWS_WEB_IDENTITY_TOKEN_FILE"))
+            {
+                return None;
+            }
+            let endpoint = s
+                .sts_endpoint
+                .clone()
+                .unwrap_or_else(|| Endpoint::default_for("sts", &s.region, None));
+            let built = self.proxy_for(&endpoint).and_then(|proxy| {
+                sts_http_client(&endpoint, &s.tls, &s.net, proxy)
+                    .map_err(|e| PluginError::new(e.to_string()))
+            });
+            match built {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::error!(
+                        "[output {}] cannot build the STS HTTP client for {} ({e}); STS calls use the default HTTPS client without the tls.* and proxy settings",
+                        s.instance,
+                        endpoint.url()
+                    );
+                    None
+                }
+            }
+        };
         self.credentials
             .get_or_init(|| async {
                 CredentialCache::new(CredentialSettings {
@@ -77,8 +112,7 @@ impl KinesisOutput {
                     role_arn: s.role_arn.clone(),
                     external_id: s.external_id.clone(),
                     sts_endpoint: s.sts_endpoint.as_ref().map(|e| e.url()),
-                    // aws-config's own HTTPS client; the tls.* keys do not reach STS yet.
-                    sts_http_client: None,
+                    sts_http_client: sts_http_client(),
                 })
                 .await
             })
@@ -86,18 +120,25 @@ impl KinesisOutput {
             .clone()
     }
 
-    fn client(&self) -> Result<HttpClient, PluginError> {
+    /// The proxy for `target`: the `proxy` key, else the environment (unless
+    /// `net.proxy_env_ignore`).
+    fn proxy_for(&self, target: &Endpoint) -> Result<Option<ProxyOptions>, PluginError> {
         let s = &self.settings;
         let proxy = match &s.proxy {
             Some(url) => Some(url.clone()),
             None if s.proxy_env_ignore => None,
-            None => proxy_from_env(&s.endpoint, |k| std::env::var(k).ok())
+            None => proxy_from_env(target, |k| std::env::var(k).ok())
                 .map_err(|e| PluginError::new(format!("invalid proxy in the environment: {e}")))?,
         };
-        let proxy = proxy.map(|url| ProxyOptions {
+        Ok(proxy.map(|url| ProxyOptions {
             url,
             tls: s.proxy_tls.clone(),
-        });
+        }))
+    }
+
+    fn client(&self) -> Result<HttpClient, PluginError> {
+        let s = &self.settings;
+        let proxy = self.proxy_for(&s.endpoint)?;
         HttpClient::new(&s.endpoint, &s.tls, &s.net, proxy)
             .map_err(|e| PluginError::new(e.to_string()))
     }
