@@ -2,10 +2,10 @@
 //! factory. Factories only construct (no sockets, no files opened for writing), so the same
 //! path serves `--dry-run` and a real start.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
-use kb_config::{ConfigError, PluginSpec, Props};
+use kb_config::{ConfigError, ConfigWarning, Location, PluginSpec, Props};
 
 use crate::plugin::{Filter, Input, Output};
 
@@ -16,6 +16,26 @@ pub struct ServiceContext {
     pub json_escape_unicode: bool,
     /// Where plugins register their own counters (the engine's registry).
     pub metrics: Arc<Metrics>,
+    /// Findings of factories, logged once logging is set up (factories run before it is).
+    pub warnings: Arc<Mutex<Vec<ConfigWarning>>>,
+}
+
+impl ServiceContext {
+    /// Record a configuration warning about the entry at `location`.
+    pub fn warn(&self, location: Location, message: impl Into<String>) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ConfigWarning {
+                location,
+                message: message.into(),
+            });
+    }
+
+    /// Take the recorded warnings.
+    pub fn take_warnings(&self) -> Vec<ConfigWarning> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Default for ServiceContext {
@@ -23,6 +43,7 @@ impl Default for ServiceContext {
         ServiceContext {
             json_escape_unicode: true,
             metrics: Arc::new(Metrics::default()),
+            warnings: Arc::default(),
         }
     }
 }

@@ -48,7 +48,10 @@ const MAX_ROUNDS: u32 = 3;
 fn build(props: &Props, svc: &ServiceContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
     let settings = config::parse(props, svc.json_escape_unicode)?;
     for w in &settings.warnings {
-        tracing::warn!(target: "config", "[output {}] {w}", settings.instance);
+        svc.warn(
+            props.location.clone(),
+            format!("[output {}] {w}", settings.instance),
+        );
     }
     Ok(Arc::new(KinesisOutput {
         metrics: KinesisMetrics::new(svc.metrics.clone(), &settings.instance),
@@ -379,16 +382,19 @@ impl KinesisWorker {
         if failed == 0 {
             return (Step::Continue, RequestResult::Ok);
         }
+        if retry.is_empty() {
+            // Only never-acceptable records failed: dropped above, nothing to retry.
+            return (Step::Continue, RequestResult::Partial);
+        }
         if let Some(n) = self.limiter.allow("partial") {
             let summary: Vec<String> = codes.iter().map(|(c, n, _)| format!("{c}={n}")).collect();
             let example = codes.first().map(|(_, _, m)| m.as_str()).unwrap_or("");
             tracing::warn!(
                 "{failed} out of {} records failed to be delivered, retrying only the failed records, {stream} ({}; e.g. '{example}'){}",
-                self.in_request.len(), summary.join(", "), suppressed_note(n)
+                self.in_request.len(),
+                summary.join(", "),
+                suppressed_note(n)
             );
-        }
-        if retry.is_empty() {
-            return (Step::Continue, RequestResult::Partial);
         }
         kb_core::metrics::add(&self.metrics.in_flush_retries, retry.len() as u64);
         self.requeue(&retry);
@@ -439,8 +445,8 @@ impl OutputWorker for KinesisWorker {
                                 && self.sender.credentials.refresh_after_auth_error().await
                             {
                                 resent_auth = true;
+                                // kb-aws logs "auth error, refreshing credentials".
                                 kb_core::metrics::add(&self.metrics.refreshes_auth_error, 1);
-                                tracing::info!("auth error, refreshing credentials");
                                 (Step::Continue, RequestResult::AuthError)
                             } else {
                                 if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {

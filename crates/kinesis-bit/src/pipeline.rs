@@ -123,7 +123,10 @@ impl Builder<'_> {
             .unwrap_or(default_name);
         match validate_section(spec_of(plugin), generic, section, &instance) {
             Ok(props) => {
-                if let Some(level) = props.str("log_level").and_then(|l| l.parse::<LogLevel>().ok()) {
+                if let Some(level) = props
+                    .str("log_level")
+                    .and_then(|l| l.parse::<LogLevel>().ok())
+                {
                     self.log_levels
                         .insert(format!("{kind}:{lname}:{}", props.instance), level);
                 }
@@ -290,6 +293,7 @@ pub fn build(
             message: "no inputs are configured: nothing will be collected".into(),
         });
     }
+    b.warnings.extend(svc.take_warnings());
     if b.errors.is_empty() {
         Ok(Built {
             engine,
