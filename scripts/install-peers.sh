@@ -11,6 +11,7 @@ PEERS="${PEERS:-${KB_PEERS:-$HOME/.cache/kinesis-bit-peers}}"
 FERRO_VERSION=0.7.0
 KINESIS_LOCAL_VERSION=0.6.2
 MOTO_VERSION=5.2.5
+FLUENT_LOGGER_VERSION=0.11.1
 
 log() { echo "install-peers: $*" >&2; }
 
@@ -66,6 +67,14 @@ if [ ! -x "$PEERS/moto/bin/moto_server" ]; then
   rm -rf "$PEERS/moto"
   python3 -m venv "$PEERS/moto"
   "$PEERS/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# --- fluent-logger: an independent Forward-protocol client for the forward input's tests ---
+if [ ! -x "$PEERS/fluent/bin/python" ] || ! "$PEERS/fluent/bin/python" -c 'import fluent.sender' 2>/dev/null; then
+  log "installing fluent-logger $FLUENT_LOGGER_VERSION"
+  rm -rf "$PEERS/fluent"
+  python3 -m venv "$PEERS/fluent"
+  "$PEERS/fluent/bin/pip" install --quiet --disable-pip-version-check "fluent-logger==$FLUENT_LOGGER_VERSION"
 fi
 
 log "peers ready in $PEERS"

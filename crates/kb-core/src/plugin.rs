@@ -1,6 +1,9 @@
 //! The contracts between the engine and its plugins.
 
+use std::sync::Arc;
+
 use crate::chunk::{Chunk, Progress};
+use crate::event::{EventTime, EventWriter};
 use crate::input::InputContext;
 use async_trait::async_trait;
 
@@ -55,4 +58,27 @@ pub trait Filter: Send + Sync {
     /// Filter `events` (tag `tag`) into `out`; returns the number of events written, or `None`
     /// when the events pass unchanged (then `out` is left untouched).
     fn filter(&self, tag: &str, events: &[u8], out: &mut Vec<u8>) -> Option<usize>;
+}
+
+/// A named parser (`[PARSER]`): one line in, one event out. Implemented by kb-inputs; the
+/// contract lives here so inputs get parsers through [`crate::registry::ServiceContext`].
+pub trait LineParser: Send + Sync {
+    /// Parse `line` into one event appended to `out` (`now` unless the line carries a time);
+    /// on failure `out` is unchanged and the reason is returned.
+    fn parse_line(&self, line: &[u8], out: &mut EventWriter, now: EventTime) -> Result<(), String>;
+}
+
+/// Finds parsers by name.
+pub trait ParserLookup: Send + Sync {
+    /// The parser called `name`.
+    fn parser(&self, name: &str) -> Option<Arc<dyn LineParser>>;
+}
+
+/// The lookup when no parsers are configured.
+pub struct NoParsers;
+
+impl ParserLookup for NoParsers {
+    fn parser(&self, _: &str) -> Option<Arc<dyn LineParser>> {
+        None
+    }
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::Metrics;
 use kb_config::{ConfigError, ConfigWarning, Location, PluginSpec, Props};
 
-use crate::plugin::{Filter, Input, Output};
+use crate::plugin::{Filter, Input, NoParsers, Output, ParserLookup};
 
 /// Service settings plugins may need while being built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceContext {
     /// `json.escape_unicode`.
     pub json_escape_unicode: bool,
@@ -18,6 +18,8 @@ pub struct ServiceContext {
     pub metrics: Arc<Metrics>,
     /// Findings of factories, logged once logging is set up (factories run before it is).
     pub warnings: Arc<Mutex<Vec<ConfigWarning>>>,
+    /// The configured `[PARSER]`s.
+    pub parsers: Arc<dyn ParserLookup>,
 }
 
 impl ServiceContext {
@@ -44,6 +46,7 @@ impl Default for ServiceContext {
             json_escape_unicode: true,
             metrics: Arc::new(Metrics::default()),
             warnings: Arc::default(),
+            parsers: Arc::new(NoParsers),
         }
     }
 }

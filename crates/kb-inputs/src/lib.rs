@@ -5,12 +5,21 @@
 
 pub mod cpu;
 pub mod dummy;
+pub mod forward;
+pub mod parsers;
 pub mod stdin;
+pub mod tail;
 mod util;
 
 use kb_core::registry::InputPlugin;
 
 /// Every input plugin of this crate.
 pub fn plugins() -> Vec<InputPlugin> {
-    vec![dummy::PLUGIN, cpu::PLUGIN, stdin::PLUGIN]
+    vec![
+        dummy::PLUGIN,
+        cpu::PLUGIN,
+        stdin::PLUGIN,
+        forward::PLUGIN,
+        tail::PLUGIN,
+    ]
 }

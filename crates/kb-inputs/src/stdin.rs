@@ -18,10 +18,11 @@ use async_trait::async_trait;
 use kb_config::{ConfigError, KeySpec, KeyType, PluginSpec, Props, SectionKind};
 use kb_core::event::{EventTime, EventWriter};
 use kb_core::input::InputContext;
-use kb_core::plugin::{Input, PluginError};
+use kb_core::plugin::{Input, LineParser, PluginError};
 use kb_core::registry::{InputPlugin, ServiceContext};
 use std::io::Read;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -35,12 +36,20 @@ pub const MIN_BUFFER_SIZE: usize = 16_000;
 /// Bytes asked of each `read()`.
 const READ_BLOCK: usize = 64 * 1024;
 
-const KEYS: &[KeySpec] = &[KeySpec::new(
-    "buffer_size",
-    KeyType::Size,
-    Some("16k"),
-    "longest line accepted; longer lines are dropped (at least 16k)",
-)];
+const KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "buffer_size",
+        KeyType::Size,
+        Some("16k"),
+        "longest line accepted; longer lines are dropped (at least 16k)",
+    ),
+    KeySpec::new(
+        "parser",
+        KeyType::Str,
+        None,
+        "name of a [PARSER] applied to each line; a line it does not match becomes {\"log\": line}",
+    ),
+];
 
 /// The `stdin` input plugin.
 pub const PLUGIN: InputPlugin = InputPlugin {
@@ -53,10 +62,21 @@ pub const PLUGIN: InputPlugin = InputPlugin {
     build,
 };
 
-fn build(props: &Props, _: &ServiceContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
+fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
     let buffer_size = buffer_size(props)?;
+    let parser = match props.str("parser") {
+        None => None,
+        Some(name) => Some(svc.parsers.parser(name).ok_or_else(|| {
+            vec![props.error(
+                "parser",
+                format!("unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"),
+            )]
+        })?),
+    };
     let stdin = BlockingReader::new(std::io::stdin());
-    Ok(Box::new(StdinInput::new(stdin, buffer_size)))
+    Ok(Box::new(
+        StdinInput::new(stdin, buffer_size).with_parser(parser),
+    ))
 }
 
 /// Validate `buffer_size`.
@@ -79,6 +99,7 @@ pub fn buffer_size(props: &Props) -> Result<usize, Vec<ConfigError>> {
 pub struct StdinInput<R> {
     reader: R,
     buffer_size: usize,
+    parser: Option<Arc<dyn LineParser>>,
 }
 
 impl<R: AsyncRead + Send + Unpin> StdinInput<R> {
@@ -87,7 +108,14 @@ impl<R: AsyncRead + Send + Unpin> StdinInput<R> {
         StdinInput {
             reader,
             buffer_size: buffer_size.max(1),
+            parser: None,
         }
+    }
+
+    /// Parse each line with `parser` (a `[PARSER]`) instead of the JSON-or-`log` default.
+    pub fn with_parser(mut self, parser: Option<Arc<dyn LineParser>>) -> Self {
+        self.parser = parser;
+        self
     }
 }
 
@@ -198,6 +226,7 @@ struct Lines {
     dropped: u64,
     warn: Throttle,
     writer: EventWriter,
+    parser: Option<Arc<dyn LineParser>>,
 }
 
 impl Lines {
@@ -209,6 +238,7 @@ impl Lines {
             dropped: 0,
             warn: Throttle::per_minute(),
             writer: EventWriter::new(),
+            parser: None,
         }
     }
 
@@ -276,7 +306,16 @@ impl Lines {
             self.drop_line();
             return;
         }
-        encode_line(&mut self.writer, EventTime::now(), line);
+        let now = EventTime::now();
+        if let Some(p) = &self.parser {
+            // Like tail: a line the parser does not match is kept as {"log": line}.
+            if p.parse_line(line, &mut self.writer, now).is_ok() {
+                return;
+            }
+            write_log_record(&mut self.writer, now, line);
+            return;
+        }
+        encode_line(&mut self.writer, now, line);
     }
 }
 
@@ -292,6 +331,11 @@ pub fn encode_line(writer: &mut EventWriter, time: EventTime, line: &[u8]) {
             return;
         }
     }
+    write_log_record(writer, time, line);
+}
+
+/// `{"log": line}`.
+fn write_log_record(writer: &mut EventWriter, time: EventTime, line: &[u8]) {
     writer.begin(time);
     let _ = rmp::encode::write_map_len(&mut writer.buf, 1);
     let _ = rmp::encode::write_str(&mut writer.buf, "log");
@@ -304,8 +348,10 @@ impl<R: AsyncRead + Send + Unpin> Input for StdinInput<R> {
         let StdinInput {
             mut reader,
             buffer_size,
+            parser,
         } = *self;
         let mut lines = Lines::new(buffer_size);
+        lines.parser = parser;
         let mut buf = vec![0u8; READ_BLOCK];
         loop {
             ctx.ready().await;

@@ -9,7 +9,7 @@ use kb_inputs::{cpu, dummy, plugins, stdin};
 #[test]
 fn registry_lists_the_three_inputs() {
     let names: Vec<&str> = plugins().iter().map(|p| p.spec.name).collect();
-    assert_eq!(names, ["dummy", "cpu", "stdin"]);
+    assert_eq!(names, ["dummy", "cpu", "stdin", "forward", "tail"]);
 }
 
 #[test]
@@ -23,13 +23,15 @@ fn key_tables_are_well_formed_and_defaults_validate() {
                 "name" | "tag" | "alias" | "mem_buf_limit"
             ));
             if let Some(d) = k.default {
-                // Setting a key to its own default is valid and builds.
-                assert!(props(&p, &[(k.name, d)]).is_ok(), "{} {}", k.name, d);
-                assert!(build(&p, &[(k.name, d)]).is_ok(), "{} {}", k.name, d);
+                // Setting a key to its own default is valid and builds (with the required keys).
+                let mut kv = required(&p);
+                kv.push((k.name, d));
+                assert!(props(&p, &kv).is_ok(), "{} {}", k.name, d);
+                assert!(build(&p, &kv).is_ok(), "{} {}", k.name, d);
             }
         }
         assert!(
-            build(&p, &[]).is_ok(),
+            build(&p, &required(&p)).is_ok(),
             "{} builds with defaults",
             p.spec.name
         );
@@ -131,4 +133,12 @@ fn dummy_periods() {
         period(&[("interval_sec", "1"), ("interval_nsec", "1500000000")]),
         Duration::from_millis(2_500)
     );
+}
+
+/// The keys a plugin cannot start without.
+fn required(p: &kb_core::registry::InputPlugin) -> Vec<(&'static str, &'static str)> {
+    match p.spec.name {
+        "tail" => vec![("path", "/nonexistent/kb-test/*.log")],
+        _ => vec![],
+    }
 }

@@ -156,8 +156,7 @@ fn buffer_size_validation() {
         .err()
         .unwrap();
     assert!(
-        e[0].to_string()
-            .contains("unknown configuration property 'parser'"),
+        e[0].to_string().contains("unknown parser 'json'"),
         "{}",
         e[0]
     );

@@ -1,8 +1,6 @@
 //! Spec §6.1: parsing an HTTP 200 PutRecords response, one test per row.
 
-use kb_kinesis::response::{
-    parse_put_records_response, EntryOutcome, BODY_EXCERPT,
-};
+use kb_kinesis::response::{parse_put_records_response, EntryOutcome, BODY_EXCERPT};
 
 const PTE: &str = "ProvisionedThroughputExceededException";
 
@@ -114,7 +112,6 @@ fn response_escaped_strings_are_decoded() {
         }
     );
 }
-
 
 fn unparseable(body: &[u8], sent: usize) -> String {
     let e = parse_put_records_response(body, sent).unwrap_err();

@@ -58,11 +58,18 @@ pub fn plugin_help(spec: &PluginSpec) -> String {
     };
     let _ = writeln!(s, "GLOBAL_OPTIONS");
     // Fluent Bit lists `workers` with the plugin's own options, the rest as global ones.
-    for k in generic.iter().filter(|k| k.name != "name" && k.name != "workers") {
+    for k in generic
+        .iter()
+        .filter(|k| k.name != "name" && k.name != "workers")
+    {
         key_block(&mut s, k);
     }
     let _ = writeln!(s, "OPTIONS");
-    for k in spec.keys.iter().chain(generic.iter().filter(|k| k.name == "workers")) {
+    for k in spec
+        .keys
+        .iter()
+        .chain(generic.iter().filter(|k| k.name == "workers"))
+    {
         key_block(&mut s, k);
     }
     s

@@ -113,7 +113,12 @@ pub fn init(
         .into_iter()
         .map(|(k, v)| (k, filter_for(v)))
         .collect();
-    let max = overrides.values().copied().chain([global]).max().unwrap_or(global);
+    let max = overrides
+        .values()
+        .copied()
+        .chain([global])
+        .max()
+        .unwrap_or(global);
     let filter = DynFilterFn::new(move |meta, cx| {
         // Spans stay enabled: the per-instance decision needs them.
         if meta.is_span() {

@@ -3,6 +3,7 @@
 //! location. `--dry-run` runs exactly this and stops before the engine starts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kb_config::schema::{
@@ -12,9 +13,11 @@ use kb_config::service::{LogLevel, ServiceConfig};
 use kb_config::values::{parse_retry_limit, RetryLimit};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
+use kb_core::plugin::{NoParsers, ParserLookup};
 use kb_core::registry::{FilterPlugin, InputPlugin, OutputPlugin, ServiceContext};
 use kb_core::retry::Backoff;
 use kb_core::tag::TagMatcher;
+use kb_inputs::parsers::ParserRegistry;
 
 /// Every plugin this build of kinesis-bit has.
 pub struct Registry {
@@ -176,14 +179,27 @@ pub fn build(
     service: &ServiceConfig,
     registry: &Registry,
 ) -> Result<Built, Vec<ConfigError>> {
+    let mut parser_errors = Vec::new();
+    let mut parser_warnings = Vec::new();
+    let parsers: Arc<dyn ParserLookup> = match ParserRegistry::from_sections(&cfg.parsers) {
+        Ok(reg) => {
+            parser_warnings.extend(reg.warnings.iter().cloned());
+            Arc::new(reg)
+        }
+        Err(errs) => {
+            parser_errors = errs;
+            Arc::new(NoParsers)
+        }
+    };
     let svc = ServiceContext {
         json_escape_unicode: service.json_escape_unicode,
+        parsers,
         ..ServiceContext::default()
     };
     let mut b = Builder {
         log_levels: HashMap::new(),
-        errors: Vec::new(),
-        warnings: Vec::new(),
+        errors: parser_errors,
+        warnings: parser_warnings,
         counters: HashMap::new(),
         svc: &svc,
     };

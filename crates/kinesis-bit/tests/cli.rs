@@ -346,3 +346,48 @@ fn quiet_and_env_level_precedence() {
         stderr(&out)
     );
 }
+
+#[test]
+fn stdin_lines_go_through_a_parser_from_a_parsers_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers.conf");
+    std::fs::write(
+        &parsers,
+        "[PARSER]\n    Name   access\n    Format regex\n    Regex  ^(?<host>[^ ]+) (?<method>[A-Z]+) (?<path>[^ ]+) (?<code>\\d+)$\n    Types  code:integer\n",
+    )
+    .unwrap();
+    let out = run_with_stdin(
+        &[
+            "-R",
+            parsers.to_str().unwrap(),
+            "-i",
+            "stdin",
+            "-p",
+            "parser=access",
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_key=false",
+            "-m",
+            "*",
+        ],
+        b"10.0.0.1 GET /index.html 200\nnot an access line\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"host\":\"10.0.0.1\",\"method\":\"GET\",\"path\":\"/index.html\",\"code\":200}\n{\"log\":\"not an access line\"}\n"
+    );
+    let out = run_with_stdin(
+        &["-i", "stdin", "-p", "parser=nope", "-o", "null", "-m", "*"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown parser 'nope'"),
+        "{}",
+        stderr(&out)
+    );
+}
