@@ -43,13 +43,15 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kb_config::{ConfigError, KeySpec, KeyType, PluginSpec, Props, SectionKind};
-use kb_core::event::{EventTime, EventWriter};
+use kb_core::event::{EventReader, EventTime, EventWriter};
 use kb_core::input::InputContext;
-use kb_core::plugin::{Input, PluginError};
+use kb_core::msgpack::Cursor;
+use kb_core::plugin::{Input, LineParser, PluginError};
 use kb_core::registry::{InputPlugin, ServiceContext};
 use tokio::time::Instant;
 
@@ -157,6 +159,12 @@ const KEYS: &[KeySpec] = &[
         "SQLite journal mode of the DB",
     ),
     KeySpec::new(
+        "parser",
+        KeyType::Str,
+        None,
+        "name of a [PARSER] applied to each line (after multiline joining); unmatched lines stay {key: line}",
+    ),
+    KeySpec::new(
         "multiline.parser",
         KeyType::Str,
         None,
@@ -181,8 +189,28 @@ pub const PLUGIN: InputPlugin = InputPlugin {
     build,
 };
 
-fn build(props: &Props, _: &ServiceContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
-    Ok(Box::new(TailInput::new(TailConfig::from_props(props)?)))
+fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
+    let mut config = TailConfig::from_props(props)?;
+    if let Some(name) = props.str("parser") {
+        let parser = svc.parsers.parser(name).ok_or_else(|| {
+            vec![props.error(
+                "parser",
+                format!("unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"),
+            )]
+        })?;
+        config.parser = Some(NamedParser(parser));
+    }
+    Ok(Box::new(TailInput::new(config)))
+}
+
+/// A `[PARSER]` held by the tail settings (the trait object has no Debug of its own).
+#[derive(Clone)]
+pub struct NamedParser(pub Arc<dyn LineParser>);
+
+impl std::fmt::Debug for NamedParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NamedParser")
+    }
 }
 
 /// The validated settings of a `tail` input.
@@ -206,6 +234,8 @@ pub struct TailConfig {
     pub db_journal_mode: String,
     /// `multiline.parser`: the built-in `docker`/`cri` parsers.
     pub multiline: Option<MlConfig>,
+    /// `parser`: applied to each (joined) line.
+    pub parser: Option<NamedParser>,
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -336,6 +366,7 @@ impl TailConfig {
             db_locking,
             db_journal_mode: props.str("db.journal_mode").unwrap_or("WAL").to_string(),
             multiline,
+            parser: None,
         };
         if errors.is_empty() {
             Ok(config)
@@ -819,6 +850,20 @@ impl RecordStart for Encoder<'_> {
     }
 
     fn raw(&self, w: &mut EventWriter, time: EventTime, line: &[u8], line_start: u64) {
+        if let Some(NamedParser(p)) = &self.cfg.parser {
+            let mut parsed = EventWriter::new();
+            if p.parse_line(line, &mut parsed, time).is_ok() {
+                // Re-emit the parsed record with the path/offset keys in front of its fields.
+                if let Some(Ok(ev)) = EventReader::new(&parsed.buf).next() {
+                    let mut c = Cursor::new(ev.record);
+                    if let Ok(n) = c.read_map_len() {
+                        self.start(w, ev.time, n as u32, line_start);
+                        w.buf.extend_from_slice(c.rest());
+                        return;
+                    }
+                }
+            }
+        }
         self.start(w, time, 1, line_start);
         let buf = &mut w.buf;
         let _ = rmp::encode::write_str(buf, &self.cfg.key);

@@ -391,3 +391,52 @@ fn stdin_lines_go_through_a_parser_from_a_parsers_file() {
         stderr(&out)
     );
 }
+
+#[test]
+fn tail_applies_a_parser_and_keeps_path_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let parsers = dir.path().join("parsers.conf");
+    std::fs::write(&parsers, "[PARSER]\n    Name   kv\n    Format logfmt\n").unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(
+        &log,
+        "level=info msg=started\nlevel=warn msg=\"disk low\"\n",
+    )
+    .unwrap();
+    let child = bin()
+        .args(["-R", parsers.to_str().unwrap(), "-i", "tail"])
+        .args([
+            "-p",
+            &format!("path={}", log.display()),
+            "-p",
+            "read_from_head=on",
+        ])
+        .args(["-p", "parser=kv", "-p", "path_key=file", "-t", "app"])
+        .args([
+            "-o",
+            "stdout",
+            "-p",
+            "format=json_lines",
+            "-p",
+            "json_date_key=false",
+            "-m",
+            "app",
+            "-f",
+            "0.2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    terminate(&child);
+    let out = wait_with_timeout(child, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = log.display().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{{\"file\":\"{file}\",\"level\":\"info\",\"msg\":\"started\"}}\n{{\"file\":\"{file}\",\"level\":\"warn\",\"msg\":\"disk low\"}}\n"
+        )
+    );
+}
