@@ -6,9 +6,11 @@
 pub mod cpu;
 pub mod dummy;
 pub mod forward;
+pub mod http;
 pub mod parsers;
 pub mod stdin;
 pub mod tail;
+pub mod tcp;
 mod util;
 
 use kb_core::registry::InputPlugin;
@@ -21,5 +23,7 @@ pub fn plugins() -> Vec<InputPlugin> {
         stdin::PLUGIN,
         forward::PLUGIN,
         tail::PLUGIN,
+        tcp::PLUGIN,
+        http::PLUGIN,
     ]
 }

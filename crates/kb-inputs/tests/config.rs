@@ -9,7 +9,10 @@ use kb_inputs::{cpu, dummy, plugins, stdin};
 #[test]
 fn registry_lists_the_three_inputs() {
     let names: Vec<&str> = plugins().iter().map(|p| p.spec.name).collect();
-    assert_eq!(names, ["dummy", "cpu", "stdin", "forward", "tail"]);
+    assert_eq!(
+        names,
+        ["dummy", "cpu", "stdin", "forward", "tail", "tcp", "http"]
+    );
 }
 
 #[test]
