@@ -84,6 +84,7 @@ pub fn write_json(
         stats,
         entries: &mut entries,
         hashes: &mut hashes,
+        key_depth: 0,
     };
     let result = w.value(out, 0).map(|()| w.cur.position());
     // Keep the capacity for the next record, but do not pin an unusually large allocation.
@@ -163,7 +164,14 @@ struct Writer<'a, 's> {
     /// parent's and pops them when it closes.
     entries: &'s mut Vec<Entry>,
     hashes: &'s mut Vec<u64>,
+    /// How many container keys enclose the value being written (see `MAX_KEY_NESTING`).
+    key_depth: usize,
 }
+
+/// A map or array used as a key is written as the string of its JSON text, so every nesting
+/// of such keys escapes the text again and doubles it: past this depth the key is written as
+/// `"(nested key)"`, keeping a tiny hostile record from taking gigabytes (found by fuzzing).
+const MAX_KEY_NESTING: usize = 3;
 
 impl Writer<'_, '_> {
     fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
@@ -262,10 +270,18 @@ impl Writer<'_, '_> {
             // Rare: render the container's JSON text, then write that text as a string.
             Head::Array(_) | Head::Map(_) => {
                 self.cur = saved;
-                let mut text = Vec::new();
-                self.value(&mut text, depth)?;
-                // `text` is valid UTF-8 already, so this cannot count invalid UTF-8 twice.
-                write_string(&text, out, self.escape_unicode, self.stats);
+                if self.key_depth >= MAX_KEY_NESTING {
+                    self.cur.skip_value()?;
+                    out.extend_from_slice(b"\"(nested key)\"");
+                } else {
+                    self.key_depth += 1;
+                    let mut text = Vec::new();
+                    let written = self.value(&mut text, depth);
+                    self.key_depth -= 1;
+                    written?;
+                    // `text` is valid UTF-8 already, so this cannot count invalid UTF-8 twice.
+                    write_string(&text, out, self.escape_unicode, self.stats);
+                }
             }
         }
         id.end = self.cur.position();

@@ -569,3 +569,30 @@ proptest! {
         prop_assert_eq!(text, want);
     }
 }
+
+/// Found by fuzzing: maps used as keys of maps used as keys… double their escaped text at every
+/// level. A 78-byte record must not take more than a small, bounded output.
+#[test]
+fn deeply_nested_container_keys_stay_small() {
+    let depth = 40;
+    let mut input = vec![0x81u8; depth];
+    input.extend(std::iter::repeat_n(0xc0u8, depth + 1));
+    let mut out = Vec::new();
+    let mut stats = JsonStats::default();
+    let used = write_json(&input, &mut out, &JsonOptions::default(), &mut stats).unwrap();
+    assert_eq!(used, input.len());
+    assert!(out.len() < 4096, "{} bytes", out.len());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("(nested key)"), "{text}");
+    serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+    // Shallow container keys keep their JSON text.
+    let mut out = Vec::new();
+    write_json(
+        &[0x81, 0x81, 0x01, 0x02, 0x03],
+        &mut out,
+        &JsonOptions::default(),
+        &mut stats,
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"{\"1\":2}":3}"#);
+}
