@@ -262,13 +262,7 @@ impl ForwardInput {
     pub async fn listen(&self) -> Result<Listener, PluginError> {
         match &self.address {
             Address::Tcp(host, port) => {
-                let l = TcpListener::bind((host.as_str(), *port))
-                    .await
-                    .map_err(|e| {
-                        PluginError::new(format!("could not bind address {host}:{port}: {e}"))
-                    })?;
-                tracing::info!("listening on {host}:{port}");
-                Ok(Listener::Tcp(l))
+                Ok(Listener::Tcp(crate::util::bind_tcp(host, *port).await?))
             }
             Address::Unix(path, perm) => {
                 let err = |e: std::io::Error| {

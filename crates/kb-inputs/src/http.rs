@@ -196,12 +196,7 @@ impl HttpInput {
 impl HttpInput {
     /// Bind the configured address (the input does this when it starts).
     pub async fn listen(&self) -> Result<TcpListener, PluginError> {
-        let (host, port) = (self.listen.as_str(), self.port);
-        let listener = TcpListener::bind((host, port))
-            .await
-            .map_err(|e| PluginError::new(format!("could not bind address {host}:{port}: {e}")))?;
-        tracing::info!("listening on {host}:{port}");
-        Ok(listener)
+        crate::util::bind_tcp(&self.listen, self.port).await
     }
 }
 

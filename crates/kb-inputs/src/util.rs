@@ -72,6 +72,20 @@ pub(crate) fn write_header_with_metadata(buf: &mut Vec<u8>, time: EventTime, met
     buf.extend_from_slice(metadata);
 }
 
+/// Bind a listening TCP socket for an input; the error names the address.
+pub async fn bind_tcp(
+    host: &str,
+    port: u16,
+) -> Result<tokio::net::TcpListener, kb_core::plugin::PluginError> {
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|e| {
+            kb_core::plugin::PluginError::new(format!("could not bind address {host}:{port}: {e}"))
+        })?;
+    tracing::info!("listening on {host}:{port}");
+    Ok(listener)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use common::{build, build_errors, mp, Recorder};
+use common::{free_port, Gated};
 use kb_config::values::RetryLimit;
 use kb_core::engine::{Engine, EngineConfig, EngineReport, InputInstance, OutputInstance};
 use kb_core::event::EventReader;
-use kb_core::plugin::{FlushResult, Output, OutputWorker, PluginError};
 use kb_core::tag::TagMatcher;
-use kb_core::{Chunk, Progress};
 use kb_inputs::http::{self, HttpInput};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,36 +18,6 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A recorder whose flushes wait until the gate is open.
-#[derive(Clone)]
-struct Gated {
-    rec: Recorder,
-    open: watch::Receiver<bool>,
-}
-
-#[async_trait]
-impl Output for Gated {
-    async fn new_worker(&self, _: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-#[async_trait]
-impl OutputWorker for Gated {
-    async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
-        let _ = self.open.wait_for(|o| *o).await;
-        self.rec.flush(chunk, progress).await
-    }
-}
 
 struct Agent {
     port: u16,

@@ -184,3 +184,41 @@ pub fn keys(v: &rmpv::Value) -> Vec<String> {
         .map(|(k, _)| k.as_str().expect("string key").to_string())
         .collect()
 }
+
+/// A free loopback port (bound once and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A recorder whose flushes wait until the gate is open (a stalled output).
+#[derive(Clone)]
+pub struct Gated {
+    pub rec: Recorder,
+    pub open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl kb_core::plugin::Output for Gated {
+    async fn new_worker(
+        &self,
+        _: usize,
+    ) -> Result<Box<dyn kb_core::plugin::OutputWorker>, kb_core::plugin::PluginError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl kb_core::plugin::OutputWorker for Gated {
+    async fn flush(
+        &mut self,
+        chunk: &kb_core::Chunk,
+        progress: &mut kb_core::Progress,
+    ) -> kb_core::plugin::FlushResult {
+        let _ = self.open.wait_for(|o| *o).await;
+        self.rec.flush(chunk, progress).await
+    }
+}
