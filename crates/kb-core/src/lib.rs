@@ -3,6 +3,7 @@
 //! backpressure and graceful shutdown.
 
 pub mod chunk;
+pub mod civil;
 pub mod engine;
 pub mod event;
 pub mod input;

@@ -38,7 +38,7 @@ use kb_core::plugin::{Input, PluginError};
 use kb_core::registry::{InputPlugin, ServiceContext};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::util::Throttle;
+use crate::util::{self, Throttle};
 use auth::Security;
 use conn::Conns;
 
@@ -148,34 +148,11 @@ pub struct ForwardInput {
     security: Option<Security>,
 }
 
-fn size(props: &Props, key: &str, default: usize, errors: &mut Vec<ConfigError>) -> usize {
-    match props.size(key) {
-        Ok(v) => v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX)),
-        Err(e) => {
-            errors.push(e);
-            default
-        }
-    }
-}
-
 impl ForwardInput {
     /// Validate the properties of a `forward` section.
     pub fn from_props(props: &Props) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let port = match props.u64("port") {
-            Ok(v) => v.unwrap_or(24224),
-            Err(e) => {
-                errors.push(e);
-                24224
-            }
-        };
-        let port = match u16::try_from(port) {
-            Ok(p) if p > 0 => p,
-            _ => {
-                errors.push(props.error("port", format!("'port' {port} must be 1 to 65535")));
-                24224
-            }
-        };
+        let port = util::port(props, 24224, &mut errors);
         let listen = props.str("listen").unwrap_or("0.0.0.0").trim().to_string();
         let perm = match props.str("unix_perm") {
             None => None,
@@ -194,8 +171,8 @@ impl ForwardInput {
             Some(p) => Address::Unix(PathBuf::from(p), perm),
             None => Address::Tcp(listen, port),
         };
-        let chunk_size = size(props, "buffer_chunk_size", DEFAULT_CHUNK_SIZE, &mut errors);
-        let max_size = size(props, "buffer_max_size", DEFAULT_MAX_SIZE, &mut errors);
+        let chunk_size = util::size(props, "buffer_chunk_size", DEFAULT_CHUNK_SIZE, &mut errors);
+        let max_size = util::size(props, "buffer_max_size", DEFAULT_MAX_SIZE, &mut errors);
         if chunk_size == 0 {
             errors.push(props.error("buffer_chunk_size", "'buffer_chunk_size' must be > 0"));
         }

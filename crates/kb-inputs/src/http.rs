@@ -38,6 +38,8 @@ use kb_core::plugin::{Input, PluginError};
 use kb_core::registry::{InputPlugin, ServiceContext};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
+
+use crate::util;
 use tokio::task::JoinSet;
 
 /// Fluent Bit's default `buffer_max_size` (4M).
@@ -111,36 +113,13 @@ pub struct HttpInput {
     add_remote_addr: bool,
 }
 
-fn size(props: &Props, key: &str, default: usize, errors: &mut Vec<ConfigError>) -> usize {
-    match props.size(key) {
-        Ok(v) => v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX)),
-        Err(e) => {
-            errors.push(e);
-            default
-        }
-    }
-}
-
 impl HttpInput {
     /// Validate the properties of an `http` section.
     pub fn from_props(props: &Props) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let port = match props.u64("port") {
-            Ok(v) => v.unwrap_or(9880),
-            Err(e) => {
-                errors.push(e);
-                9880
-            }
-        };
-        let port = match u16::try_from(port) {
-            Ok(p) if p > 0 => p,
-            _ => {
-                errors.push(props.error("port", format!("'port' {port} must be 1 to 65535")));
-                9880
-            }
-        };
-        let max_size = size(props, "buffer_max_size", DEFAULT_MAX_SIZE, &mut errors);
-        let chunk_size = size(props, "buffer_chunk_size", DEFAULT_CHUNK_SIZE, &mut errors);
+        let port = util::port(props, 9880, &mut errors);
+        let max_size = util::size(props, "buffer_max_size", DEFAULT_MAX_SIZE, &mut errors);
+        let chunk_size = util::size(props, "buffer_chunk_size", DEFAULT_CHUNK_SIZE, &mut errors);
         if chunk_size == 0 {
             errors.push(props.error("buffer_chunk_size", "'buffer_chunk_size' must be > 0"));
         }

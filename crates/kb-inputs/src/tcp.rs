@@ -116,16 +116,6 @@ pub struct TcpInput {
     parser: Option<Arc<dyn LineParser>>,
 }
 
-fn size(props: &Props, key: &str, default: usize, errors: &mut Vec<ConfigError>) -> usize {
-    match props.size(key) {
-        Ok(v) => v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX)),
-        Err(e) => {
-            errors.push(e);
-            default
-        }
-    }
-}
-
 /// Decode `\n`, `\r`, `\t`, `\0` and `\\` in a separator; other characters stay as they are.
 pub fn decode_separator(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -157,23 +147,10 @@ impl TcpInput {
     /// Validate the properties of a `tcp` section.
     pub fn from_props(props: &Props, svc: &ServiceContext) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let port = match props.u64("port") {
-            Ok(v) => v.unwrap_or(5170),
-            Err(e) => {
-                errors.push(e);
-                5170
-            }
-        };
-        let port = match u16::try_from(port) {
-            Ok(p) if p > 0 => p,
-            _ => {
-                errors.push(props.error("port", format!("'port' {port} must be 1 to 65535")));
-                5170
-            }
-        };
+        let port = util::port(props, 5170, &mut errors);
         let listen = props.str("listen").unwrap_or("0.0.0.0").trim().to_string();
-        let chunk_size = size(props, "chunk_size", DEFAULT_SIZE, &mut errors);
-        let buffer_size = size(props, "buffer_size", DEFAULT_SIZE, &mut errors);
+        let chunk_size = util::size(props, "chunk_size", DEFAULT_SIZE, &mut errors);
+        let buffer_size = util::size(props, "buffer_size", DEFAULT_SIZE, &mut errors);
         if chunk_size == 0 {
             errors.push(props.error("chunk_size", "'chunk_size' must be > 0"));
         }

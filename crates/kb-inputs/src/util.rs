@@ -86,6 +86,45 @@ pub async fn bind_tcp(
     Ok(listener)
 }
 
+/// A size key in bytes (its default when unset); a bad value is recorded in `errors`.
+pub fn size(
+    props: &kb_config::Props,
+    key: &str,
+    default: usize,
+    errors: &mut Vec<kb_config::ConfigError>,
+) -> usize {
+    match props.size(key) {
+        Ok(v) => v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX)),
+        Err(e) => {
+            errors.push(e);
+            default
+        }
+    }
+}
+
+/// The `port` key of a listening input (its default when unset); 0 or more than 65535 is
+/// recorded in `errors`.
+pub fn port(
+    props: &kb_config::Props,
+    default: u16,
+    errors: &mut Vec<kb_config::ConfigError>,
+) -> u16 {
+    let port = match props.u64("port") {
+        Ok(v) => v.unwrap_or(u64::from(default)),
+        Err(e) => {
+            errors.push(e);
+            u64::from(default)
+        }
+    };
+    match u16::try_from(port) {
+        Ok(p) if p > 0 => p,
+        _ => {
+            errors.push(props.error("port", format!("'port' {port} must be 1 to 65535")));
+            default
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

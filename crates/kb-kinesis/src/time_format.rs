@@ -11,6 +11,7 @@
 //! invalid combinations are copied literally like glibc does), the width padding of text
 //! conversions, and the copying of an unknown conversion (`%q` → `%q`, padded to its width).
 
+use kb_core::civil::{civil_from_days, days_from_civil};
 use kb_core::event::EventTime;
 
 /// The default `time_key_format` (Fluent Bit's `oks/kinesis.h`).
@@ -92,6 +93,7 @@ impl Tm {
         let days = (secs / 86_400) as i64;
         let sod = (secs % 86_400) as i64;
         let (year, mon, mday) = civil_from_days(days);
+        let (mon, mday) = (i64::from(mon), i64::from(mday));
         Tm {
             year,
             mon: mon - 1,
@@ -105,30 +107,6 @@ impl Tm {
             epoch: secs,
         }
     }
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (year, month 1..=12, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The inverse: (year, month, day) → days since 1970-01-01.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn is_leap(y: i64) -> bool {

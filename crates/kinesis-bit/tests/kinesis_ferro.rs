@@ -123,27 +123,19 @@ async fn formatting_keys_shape_the_records() {
     .unwrap();
     assert_success(&out);
     let recs = ferro.captured();
-    let year = jiff_year();
+    let year = current_year();
     assert_eq!(
         String::from_utf8_lossy(&recs[0].data),
         format!("{{\"a\":1,\"time\":\"{year}\"}}")
     );
 }
 
-fn jiff_year() -> i64 {
+fn current_year() -> i64 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    // Days since epoch → civil year (the test runs far from a new year's boundary or retries).
-    let days = secs.div_euclid(86_400) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(m <= 2)
+    kb_core::civil::civil_from_days(secs.div_euclid(86_400)).0
 }
 
 #[tokio::test(flavor = "multi_thread")]
