@@ -596,3 +596,63 @@ fn deeply_nested_container_keys_stay_small() {
     .unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), r#"{"{\"1\":2}":3}"#);
 }
+
+/// The escaping rules written out one char at a time: the reference for the word-at-a-time
+/// scanner in `write_json_string`.
+fn reference_escape(text: &str, escape_unicode: bool) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' || (escape_unicode && !c.is_ascii()) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Long strings that mix plain runs of every length with every kind of byte the scanner must
+/// stop at, at every offset within an 8-byte word.
+fn arb_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => "[a-zA-Z0-9 /:.{}=-]{0,20}",
+        1 => prop::sample::select(vec![
+            "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{0}", "\u{1f}", "\u{7f}",
+            "é", "€", "😀", "\u{80}", "\u{7ff}", "\u{ffff}",
+        ])
+        .prop_map(str::to_string),
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 3000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn json_prop_string_escaping_matches_reference(text in arb_text()) {
+        for opts in [JsonOptions::default(), RAW] {
+            let mut out = b"prefix".to_vec();
+            write_json_string(text.as_bytes(), &mut out, &opts, &mut JsonStats::default());
+            prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("prefix{}", reference_escape(&text, opts.escape_unicode))
+            );
+        }
+    }
+}
