@@ -3,7 +3,8 @@
 //! deterministic fault injection.
 //!
 //! Operations: `PutRecords` and `DescribeStreamSummary` (always `ACTIVE`, so a healthcheck
-//! works); any `GET` answers `200 OK` (liveness). Every POST needs an `Authorization` header with
+//! works); `GET /stats` answers the counters as JSON ([`SinkStats`]), any other `GET` answers
+//! `200 OK` (liveness). Every POST needs an `Authorization` header with
 //! `Credential=`, `SignedHeaders=`, `Signature=` and an `X-Amz-Date` header, answered like
 //! Kinesis (and ferrokinesis) otherwise: no `Authorization` → 400
 //! `MissingAuthenticationTokenException`; an incomplete one or no `X-Amz-Date` → 403
@@ -432,6 +433,37 @@ struct Shared {
     verify: Option<(String, String)>,
 }
 
+impl Shared {
+    fn stats(&self) -> SinkStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        SinkStats {
+            requests: l(&c.requests),
+            put_requests: l(&c.put_requests),
+            describe_requests: l(&c.describe_requests),
+            ok: l(&c.ok),
+            throttled: l(&c.throttled),
+            error500: l(&c.error500),
+            error503: l(&c.error503),
+            expired_token: l(&c.expired_token),
+            unparseable: l(&c.unparseable),
+            missing_failed_count: l(&c.missing_failed_count),
+            dropped: l(&c.dropped),
+            other_errors: l(&c.other_errors),
+            auth_errors: l(&c.auth_errors),
+            bad_requests: l(&c.bad_requests),
+            entries_received: l(&c.entries_received),
+            entries_accepted: l(&c.entries_accepted),
+            entries_failed: l(&c.entries_failed),
+            entries_rejected: l(&c.entries_rejected),
+            bytes_accepted: l(&c.bytes_accepted),
+            unique_ids: self.ids.lock().unwrap().len() as u64,
+            duplicate_entries: l(&c.duplicate_entries),
+            entries_without_id: l(&c.entries_without_id),
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // the sink
 
@@ -525,32 +557,7 @@ impl Sink {
     }
 
     pub fn stats(&self) -> SinkStats {
-        let c = &self.shared.counters;
-        let l = |a: &AtomicU64| a.load(Relaxed);
-        SinkStats {
-            requests: l(&c.requests),
-            put_requests: l(&c.put_requests),
-            describe_requests: l(&c.describe_requests),
-            ok: l(&c.ok),
-            throttled: l(&c.throttled),
-            error500: l(&c.error500),
-            error503: l(&c.error503),
-            expired_token: l(&c.expired_token),
-            unparseable: l(&c.unparseable),
-            missing_failed_count: l(&c.missing_failed_count),
-            dropped: l(&c.dropped),
-            other_errors: l(&c.other_errors),
-            auth_errors: l(&c.auth_errors),
-            bad_requests: l(&c.bad_requests),
-            entries_received: l(&c.entries_received),
-            entries_accepted: l(&c.entries_accepted),
-            entries_failed: l(&c.entries_failed),
-            entries_rejected: l(&c.entries_rejected),
-            bytes_accepted: l(&c.bytes_accepted),
-            unique_ids: self.shared.ids.lock().unwrap().len() as u64,
-            duplicate_entries: l(&c.duplicate_entries),
-            entries_without_id: l(&c.entries_without_id),
-        }
+        self.shared.stats()
     }
 
     /// Entries of every parsed PutRecords request, in arrival order.
@@ -757,6 +764,14 @@ fn error_response(status: u16, code: &str, message: &str) -> Resp {
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let c = &shared.counters;
+    if req.method() == http::Method::GET && req.uri().path() == "/stats" {
+        // Polled by benchmarks while the agent ships; not counted as a request.
+        let json = serde_json::to_vec(&shared.stats()).expect("stats serialize");
+        let mut r = Response::new(Full::new(Bytes::from(json)));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        return Ok(r);
+    }
     c.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {

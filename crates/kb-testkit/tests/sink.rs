@@ -104,6 +104,24 @@ async fn plain_put_describe_and_store() {
         recs.iter().map(|r| r.1.len() as u64).sum::<u64>()
     );
 
+    // GET /stats answers the same counters as JSON (benchmarks poll it) and is not counted.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", sink.port()))
+        .await
+        .unwrap();
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        serde_json::to_value(sink.stats()).unwrap()
+    );
+    assert_eq!(sink.stats().requests, st.requests);
+
     let (status, head, body) = raw(sink.port(), AUTH, BODY).await;
     assert_eq!(status, 200, "{body}");
     assert!(

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: kinesis-bit (release) ships N log lines over TLS to kb-sink.
+
+Run through bench/e2e.sh, which builds the release binaries first. For every configuration
+it starts the project's own Kinesis-compatible sink (kb-sink: TLS with a self-signed
+certificate, SigV4 verified, one thread), runs the agent until the sink has accepted every
+record, and reads the agent's CPU time (user + sys) and peak RSS (VmHWM) from /proc at that
+moment. Each configuration runs --reps times; the table shows medians.
+
+Figures are ratios of one run on a shared machine: compare rows, not sessions.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(ROOT, "target", "release", "kinesis-bit")
+SINK = os.path.join(ROOT, "target", "release", "kb-sink")
+KEY_ID, SECRET = "AKIDBENCHMARK0000000", "bench/secret/key/0000000000000000000000"
+HZ = os.sysconf("SC_CLK_TCK")
+MIB = 1 << 20
+GIB = 1 << 30
+
+
+def k8s_line(seq, size):
+    """One Kubernetes-like JSON log line of exactly `size` bytes, newline included."""
+    if size >= 400:
+        head = (
+            '{"time":"2026-11-27T23:50:00.%09dZ","stream":"stdout","_p":"F",'
+            '"kubernetes":{"pod_name":"web-7d9f8b-x2k4l","namespace_name":"prod",'
+            '"container_name":"web","host":"ip-10-0-1-17.ec2.internal",'
+            '"labels":{"app":"web","tier":"frontend"}},"seq":%d,'
+            '"log":"GET /api/v1/items/%d HTTP/1.1 200 ' % (seq % 1000000000, seq, seq)
+        )
+    else:
+        head = '{"stream":"stdout","seq":%d,"log":"GET /i/%d ' % (seq, seq)
+    tail = '"}\n'
+    pad = size - len(head) - len(tail)
+    if pad < 0:
+        sys.exit(f"record size {size} is too small for the record layout")
+    return head + "a" * pad + tail
+
+
+def make_log(path, n, size):
+    if os.path.exists(path):
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        batch = []
+        for i in range(n):
+            batch.append(k8s_line(i, size))
+            if len(batch) == 10000:
+                f.write("".join(batch))
+                batch.clear()
+        f.write("".join(batch))
+    os.rename(tmp, path)
+
+
+def cert(work):
+    crt, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    if not os.path.exists(crt):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+             "-out", crt, "-days", "30", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-addext", "basicConstraints=critical,CA:FALSE"],
+            check=True, capture_output=True)
+    return crt, key
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class SinkProc:
+    def __init__(self, crt, key):
+        self.proc = subprocess.Popen(
+            [SINK, "--threads", "1", "--tls-cert", crt, "--tls-key", key,
+             "--verify-sigv4", f"{KEY_ID}:{SECRET}"],
+            stdout=subprocess.PIPE, text=True)
+        self.endpoint = self.proc.stdout.readline().strip()
+        if not self.endpoint.startswith("https://"):
+            sys.exit(f"kb-sink did not start (printed {self.endpoint!r})")
+        ctx = ssl.create_default_context(cafile=crt)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx))
+
+    def stats(self):
+        with self.opener.open(self.endpoint + "/stats", timeout=10) as r:
+            return json.load(r)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=30)
+        return out
+
+
+def run_once(args, work, crt, key, input_name, n, size, workers):
+    sink = SinkProc(crt, key)
+    common = ["-o", "kinesis_streams", "-m", "*", "-p", "region=us-east-1",
+              "-p", "stream=bench", "-p", f"endpoint={sink.endpoint}",
+              "-p", f"tls.ca_file={crt}", "-p", f"workers={workers}"]
+    if input_name == "tail":
+        log = os.path.join(work, f"k8s-{n}x{size}.log")
+        make_log(log, n, size)
+        subprocess.run(["cat", log], stdout=subprocess.DEVNULL, check=True)  # page cache
+        cmd = [AGENT, "-q", "-i", "tail", "-p", f"path={log}", "-p", "read_from_head=on"]
+    else:
+        record = k8s_line(0, size).rstrip("\n")
+        per_tick = 1000
+        cmd = [AGENT, "-q", "-i", "dummy", "-p", f"dummy={record}", "-p", "rate=1000",
+               "-p", f"copies={per_tick}", "-p", f"samples={-(-n // per_tick)}",
+               "-p", "start_time_sec=1764287400"]
+        n = -(-n // per_tick) * per_tick
+    for prop in args.input_prop:
+        cmd += ["-p", prop]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET)
+    env.pop("AWS_SESSION_TOKEN", None)
+    sink_cpu0 = cpu_seconds(sink.proc.pid)
+    t0 = time.monotonic()
+    agent = subprocess.Popen(cmd + common, env=env, stderr=subprocess.PIPE)
+    deadline = t0 + args.timeout
+    try:
+        while True:
+            st = sink.stats()
+            if st["entries_accepted"] >= n:
+                break
+            if agent.poll() is not None:
+                sys.exit(f"agent exited early ({agent.returncode}): {agent.stderr.read()!r}")
+            if time.monotonic() > deadline:
+                sys.exit(f"timeout: sink accepted {st['entries_accepted']} of {n}")
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(agent.pid)
+        rss = peak_rss_mib(agent.pid)
+        sink_cpu = cpu_seconds(sink.proc.pid) - sink_cpu0
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        sink.stop()
+    raw = n * size
+    return {
+        "input": input_name, "records": n, "size": size, "workers": workers,
+        "seconds": elapsed, "records_s": n / elapsed, "mib_s": raw / MIB / elapsed,
+        "cpu_s": cpu, "cpu_s_per_gib": cpu / (raw / GIB), "cpu_us_per_record": cpu / n * 1e6,
+        "rss_mib": rss, "requests": st["put_requests"], "sent": st["entries_received"],
+        "accepted": st["entries_accepted"], "duplicates": st["entries_accepted"] - n,
+        "sink_records_per_cpu_s": n / sink_cpu if sink_cpu > 0 else float("inf"),
+    }
+
+
+def median_run(args, work, crt, key, input_name, n, size, workers):
+    runs = [run_once(args, work, crt, key, input_name, n, size, workers)
+            for _ in range(args.reps)]
+    med = dict(runs[0])
+    for k in ("seconds", "records_s", "mib_s", "cpu_s", "cpu_s_per_gib",
+              "cpu_us_per_record", "rss_mib", "requests", "sent", "sink_records_per_cpu_s"):
+        med[k] = statistics.median(r[k] for r in runs)
+    med["duplicates"] = max(r["duplicates"] for r in runs)
+    return med
+
+
+HEADER = ("input", "records", "size B", "workers", "rec/s", "MiB/s", "CPU-s/GiB",
+          "µs/rec", "peak RSS MiB", "requests", "sent", "sink rec/CPU-s")
+
+
+def row(r):
+    return (r["input"], f"{r['records']}", f"{r['size']}", f"{r['workers']}",
+            f"{r['records_s']:,.0f}", f"{r['mib_s']:.1f}", f"{r['cpu_s_per_gib']:.2f}",
+            f"{r['cpu_us_per_record']:.2f}", f"{r['rss_mib']:.1f}", f"{r['requests']:.0f}",
+            f"{r['sent']:.0f}", f"{r['sink_records_per_cpu_s']:,.0f}")
+
+
+def print_table(title, rows):
+    cells = [HEADER] + [row(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    print(f"\n{title}")
+    for i, c in enumerate(cells):
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--size", type=int, default=1024, help="bytes per log line, newline included")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--inputs", default="tail,dummy")
+    p.add_argument("--scaling", action="store_true",
+                   help="also workers 1/2/4, sizes 100 B/1 KiB/10 KiB, and 1M vs 4M records")
+    p.add_argument("--input-prop", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra property of the input (repeatable), e.g. mem_buf_limit=8M")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--work", help="directory for generated logs (kept); default: a temp dir")
+    args = p.parse_args()
+    for b in (AGENT, SINK):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"{b} is missing: run bench/e2e.sh (it builds the release binaries)")
+    work = args.work or tempfile.mkdtemp(prefix="kb-bench-")
+    os.makedirs(work, exist_ok=True)
+    try:
+        crt, key = cert(work)
+        print(f"kinesis-bit e2e: {args.records} × {args.size} B lines, TLS + SigV4 to kb-sink, "
+              f"median of {args.reps}; machine: {os.cpu_count()} CPUs")
+        main_rows = [median_run(args, work, crt, key, i, args.records, args.size, args.workers)
+                     for i in args.inputs.split(",")]
+        print_table("main runs", main_rows)
+        if args.scaling:
+            rows = [median_run(args, work, crt, key, "tail", args.records, args.size, w)
+                    for w in (1, 2, 4)]
+            print_table("tail, workers 1/2/4", rows)
+            rows = [median_run(args, work, crt, key, "tail", n, s, 1)
+                    for s, n in ((100, 4 * args.records), (1024, args.records),
+                                 (10240, args.records // 10))]
+            print_table("tail, record size (about the same bytes per run, 100 B ships 4× records)",
+                        rows)
+            rows = [median_run(args, work, crt, key, "tail", n, args.size, 1)
+                    for n in (args.records, 4 * args.records)]
+            print_table("tail, 1× vs 4× records (cost per record must not grow)", rows)
+        dup = [r for r in main_rows if r["duplicates"] != 0]
+        if dup:
+            sys.exit(f"the sink accepted more records than were produced: {dup}")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
