@@ -114,7 +114,7 @@ pub const INPUT_GENERIC_KEYS: &[KeySpec] = &[
         "mem_buf_limit",
         KeyType::Size,
         None,
-        "pause the input when its buffered bytes pass this size",
+        "pause the input when its buffered bytes pass this size (unset: 8M, see README)",
     ),
     KeySpec::new(
         "routable",

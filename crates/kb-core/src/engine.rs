@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::chunk::{Chunk, Progress};
-use crate::input::{InputContext, InputState};
+use crate::input::{InputContext, InputState, MemLimit};
 use crate::metrics::{self, Metrics, OutputMetrics};
 use crate::plugin::{Filter, FlushResult, Input, Output, OutputWorker, PluginError};
 use crate::retry::{may_retry, Backoff};
@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub backoff: Backoff,
     /// A chunk is sealed early once it holds this many bytes.
     pub chunk_max_bytes: usize,
+    /// The memory bound of an input without `Mem_Buf_Limit`; `None` leaves it unbounded, as
+    /// Fluent Bit does. Pausing at this bound is routine, so it is logged at debug level only.
+    pub default_mem_buf_limit: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +46,7 @@ impl Default for EngineConfig {
             grace: Duration::from_secs(5),
             backoff: Backoff::default(),
             chunk_max_bytes: 2 * 1024 * 1024,
+            default_mem_buf_limit: None,
         }
     }
 }
@@ -283,10 +287,17 @@ impl Engine {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut input_set = JoinSet::new();
         for input in inputs {
+            let limit = match input.mem_buf_limit {
+                Some(l) => MemLimit::Configured(l),
+                None => match config.default_mem_buf_limit {
+                    Some(l) => MemLimit::Default(l),
+                    None => MemLimit::Unbounded,
+                },
+            };
             let state = Arc::new(InputState::new(
                 &input.name,
                 &input.tag,
-                input.mem_buf_limit,
+                limit,
                 metrics.input(&input.name),
             ));
             shared

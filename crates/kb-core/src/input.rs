@@ -12,6 +12,26 @@ use crate::chunk::Chunk;
 use crate::engine::Shared;
 use crate::metrics::{self, InputMetrics};
 
+/// How an input's buffered bytes are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemLimit {
+    /// No bound (Fluent Bit's behaviour without `Mem_Buf_Limit`).
+    Unbounded,
+    /// `Mem_Buf_Limit`: pausing is news, logged as a warning like Fluent Bit does.
+    Configured(usize),
+    /// The engine's default bound: pausing is routine (a file read faster than it ships).
+    Default(usize),
+}
+
+impl MemLimit {
+    fn bytes(self) -> Option<usize> {
+        match self {
+            MemLimit::Unbounded => None,
+            MemLimit::Configured(l) | MemLimit::Default(l) => Some(l),
+        }
+    }
+}
+
 /// Bytes an input holds in memory (open plus sealed-but-undelivered chunks) against its limit.
 #[derive(Debug)]
 pub struct MemAccount {
@@ -60,22 +80,20 @@ pub(crate) struct InputState {
     pub(crate) name: Arc<str>,
     pub(crate) tag: Arc<str>,
     pub(crate) account: Arc<MemAccount>,
+    /// Whether pause/resume is worth a warning (an explicit `Mem_Buf_Limit`).
+    loud_pauses: bool,
     pub(crate) metrics: Arc<InputMetrics>,
     open: Mutex<HashMap<Arc<str>, OpenChunk>>,
     paused: AtomicBool,
 }
 
 impl InputState {
-    pub(crate) fn new(
-        name: &str,
-        tag: &str,
-        limit: Option<usize>,
-        metrics: Arc<InputMetrics>,
-    ) -> Self {
+    pub(crate) fn new(name: &str, tag: &str, limit: MemLimit, metrics: Arc<InputMetrics>) -> Self {
         InputState {
             name: Arc::from(name),
             tag: Arc::from(tag),
-            account: Arc::new(MemAccount::new(limit)),
+            account: Arc::new(MemAccount::new(limit.bytes())),
+            loud_pauses: matches!(limit, MemLimit::Configured(_)),
             metrics,
             open: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
@@ -200,12 +218,20 @@ impl InputContext {
             released.as_mut().enable();
             if !account.is_over() || *stop.borrow() {
                 if self.state.paused.swap(false, Ordering::AcqRel) {
-                    tracing::info!(target: "input", "{} resume (mem buf overlimit)", self.name());
+                    if self.state.loud_pauses {
+                        tracing::info!(target: "input", "{} resume (mem buf overlimit)", self.name());
+                    } else {
+                        tracing::debug!(target: "input", "{} resume (default memory bound)", self.name());
+                    }
                 }
                 return;
             }
             if !self.state.paused.swap(true, Ordering::AcqRel) {
-                tracing::warn!(target: "input", "{} paused (mem buf overlimit)", self.name());
+                if self.state.loud_pauses {
+                    tracing::warn!(target: "input", "{} paused (mem buf overlimit)", self.name());
+                } else {
+                    tracing::debug!(target: "input", "{} paused at the default memory bound (set Mem_Buf_Limit to choose it)", self.name());
+                }
             }
             tokio::select! {
                 _ = released => {}

@@ -398,18 +398,23 @@ async fn grace_bounds_shutdown_and_reports_what_is_lost() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn stalled_output_pauses_input_at_mem_buf_limit() {
-    const LIMIT: usize = 64 * 1024;
+/// Run `Numbers` into a stuck output for 30 virtual seconds and check the input stopped at
+/// `expect` bytes (one batch of 100 records may overshoot: the check happens before it).
+async fn stalled_input_stops_at(
+    mem_buf_limit: Option<usize>,
+    default: Option<usize>,
+    expect: usize,
+) {
     let mut e = Engine::new(EngineConfig {
         flush: Duration::from_millis(100),
+        default_mem_buf_limit: default,
         ..config()
     });
     e.add_input(InputInstance {
         plugin_name: "test".into(),
         name: "numbers.0".into(),
         tag: "t".into(),
-        mem_buf_limit: Some(LIMIT),
+        mem_buf_limit,
         plugin: Box::new(Numbers {
             n: 1_000_000,
             batch: 100,
@@ -432,16 +437,30 @@ async fn stalled_output_pauses_input_at_mem_buf_limit() {
             let input = &metrics.inputs()[0].1;
             let bytes = metrics::get(&input.bytes) as usize;
             let records = metrics::get(&input.records);
-            // One batch of 100 records may overshoot the limit (the check happens before it).
-            assert!(bytes >= LIMIT, "input should reach its limit: {bytes}");
+            assert!(bytes >= expect, "input should reach its limit: {bytes}");
             assert!(
-                bytes < LIMIT + 100 * 64,
-                "buffered {bytes} bytes past the {LIMIT} limit"
+                bytes < expect + 100 * 64,
+                "buffered {bytes} bytes past the {expect} limit"
             );
             assert!(records < 5_000, "{records} records produced while stalled");
         }
     };
     e.run(probe).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_output_pauses_input_at_mem_buf_limit() {
+    stalled_input_stops_at(Some(64 * 1024), None, 64 * 1024).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_mem_buf_limit_the_default_bound_holds() {
+    stalled_input_stops_at(None, Some(48 * 1024), 48 * 1024).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn mem_buf_limit_wins_over_the_default_bound() {
+    stalled_input_stops_at(Some(32 * 1024), Some(1024 * 1024), 32 * 1024).await;
 }
 
 #[tokio::test(start_paused = true)]

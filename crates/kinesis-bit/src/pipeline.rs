@@ -13,6 +13,12 @@ use kb_config::service::{LogLevel, ServiceConfig};
 use kb_config::values::{parse_retry_limit, RetryLimit};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
+
+/// The memory bound of an input without `Mem_Buf_Limit` (Fluent Bit has none). Memory is
+/// bounded by configuration, never by load: without it a big file or a stalled output grows the
+/// agent until the kernel kills it. Four 2 MiB chunks keep one output worker busy while the
+/// input fills the next; pausing costs nothing, the file or the sender holds the rest.
+pub const DEFAULT_MEM_BUF_LIMIT: usize = 8 * 1024 * 1024;
 use kb_core::plugin::{NoParsers, ParserLookup};
 use kb_core::registry::{FilterPlugin, InputPlugin, OutputPlugin, ServiceContext};
 use kb_core::retry::Backoff;
@@ -211,6 +217,7 @@ pub fn build(
                 base: service.scheduler_base,
                 cap: service.scheduler_cap,
             },
+            default_mem_buf_limit: Some(DEFAULT_MEM_BUF_LIMIT),
             ..EngineConfig::default()
         },
         svc.metrics.clone(),
