@@ -4,6 +4,7 @@
 
 mod help;
 mod log;
+mod malloc;
 mod pipeline;
 
 use std::ffi::OsString;
@@ -18,6 +19,7 @@ use tracing::Level;
 use crate::pipeline::Registry;
 
 fn main() -> ExitCode {
+    malloc::keep_large_blocks();
     let args: Vec<OsString> = std::env::args_os().collect();
     let registry = Registry::builtin();
     let cli = match parse_command_line(args) {
