@@ -6,6 +6,7 @@
 //! serialised body (header, entries, commas, footer) at most [`MAX_BODY`] bytes, except that a
 //! single entry larger than that is accepted into an empty body (it is then sent alone).
 
+use bytes::Bytes;
 use kb_core::json::{write_json_string, JsonOptions, JsonStats};
 
 /// Records per PutRecords request (service limit).
@@ -173,6 +174,38 @@ impl PutRecordsBody {
         debug_assert_eq!(self.buf.len() - before, add, "entry_size is exact");
         self.count += 1;
         true
+    }
+
+    /// The complete body as [`Bytes`] without copying it; the body is empty afterwards. Give
+    /// the bytes back with [`PutRecordsBody::recycle`] once the request is done, so the next
+    /// body is written into the same (already mapped) memory.
+    pub fn take_bytes(&mut self) -> Bytes {
+        self.finish();
+        let header = self.buf[..self.header_len].to_vec();
+        let body = std::mem::replace(&mut self.buf, header);
+        self.count = 0;
+        self.finished = false;
+        Bytes::from(body)
+    }
+
+    /// Take back the buffer of a body from [`PutRecordsBody::take_bytes`] when nothing else
+    /// holds it any more and this body has no entries (otherwise keep the current buffer).
+    pub fn recycle(&mut self, body: Bytes) {
+        if self.count > 0 {
+            return;
+        }
+        let Ok(body) = body.try_into_mut() else {
+            return;
+        };
+        let mut buf = Vec::from(body);
+        if buf.len() >= self.header_len {
+            buf.truncate(self.header_len);
+            if buf[..] == self.buf[..self.header_len] {
+                self.buf = buf;
+                self.count = 0;
+                self.finished = false;
+            }
+        }
     }
 
     /// The complete body; entries may still be added afterwards.

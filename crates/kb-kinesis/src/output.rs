@@ -424,12 +424,13 @@ impl OutputWorker for KinesisWorker {
             let limit = group.as_mut().and_then(|g| g.pending.pop());
             self.build_request(limit);
             let n = self.in_request.len();
-            let body = Bytes::copy_from_slice(self.body.finish());
+            let body = self.body.take_bytes();
             tracing::debug!(
                 "PutRecords with {n} records ({} bytes), {stream}",
                 body.len()
             );
-            let (answer, took) = self.sender.call("PutRecords", body).await;
+            let (answer, took) = self.sender.call("PutRecords", body.clone()).await;
+            self.body.recycle(body);
             let (step, result) = match answer {
                 Answer::Ok(body) => self.on_ok(&body, progress, &mut group),
                 Answer::Error(err, class) => {

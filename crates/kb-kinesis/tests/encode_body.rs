@@ -237,3 +237,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn encode_take_bytes_then_recycle_reuses_the_buffer() {
+    let mut body = PutRecordsBody::new("s");
+    assert!(body.try_push(b"hello", "k1"));
+    let want = body.finish().to_vec();
+    let bytes = body.take_bytes();
+    assert_eq!(
+        &bytes[..],
+        &want[..],
+        "the same body, not a copy of another state"
+    );
+    assert!(body.is_empty());
+    assert_eq!(body.finish(), br#"{"StreamName":"s","Records":[]}"#);
+
+    // While something else holds the bytes, the body keeps its own buffer.
+    let held = bytes.clone();
+    body.recycle(bytes);
+    let ptr = held.as_ptr();
+    assert!(body.try_push(b"x", "k"));
+    assert_ne!(body.finish().as_ptr(), ptr);
+
+    // Once the request is done the allocation comes back and the next body is written into it.
+    body.clear();
+    body.recycle(held);
+    assert!(body.try_push(b"again", "k2"));
+    assert_eq!(body.finish().as_ptr(), ptr);
+    let v = parse(body.finish());
+    assert_eq!(v["Records"][0]["Data"], "YWdhaW4=");
+    assert_eq!(v["Records"].as_array().unwrap().len(), 1);
+}
