@@ -24,7 +24,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target", "release", "kinesis-bit")
+# KB_AGENT: another build of the agent (a profiling build, or a wrapper that runs it under perf).
+AGENT = os.environ.get("KB_AGENT") or os.path.join(ROOT, "target", "release", "kinesis-bit")
 SINK = os.path.join(ROOT, "target", "release", "kb-sink")
 KEY_ID, SECRET = "AKIDBENCHMARK0000000", "bench/secret/key/0000000000000000000000"
 HZ = os.sysconf("SC_CLK_TCK")
