@@ -2,7 +2,8 @@
 # Installs the Kinesis-compatible test peers of shared/spec/test-peers.md §1 into $PEERS
 # (default ~/.cache/kinesis-bit-peers; kb-testkit finds them there, or under $KB_PEERS):
 #   ferrokinesis 0.7.0 (crates.io, built from source), kinesis-local 0.6.2 (npm),
-#   moto[server] 5.2.5 (PyPI, in a venv).
+#   moto[server] 5.2.5 (PyPI, in a venv); and two Python clients the tests check against:
+#   fluent-logger 0.11.1 (Forward protocol), prometheus_client 0.21.1 (Prometheus text parser).
 # Idempotent: every step is skipped when its result is already present. Cache $PEERS in CI.
 # Runs as root, or as a normal user with sudo for the apt step.
 set -euo pipefail
@@ -12,6 +13,7 @@ FERRO_VERSION=0.7.0
 KINESIS_LOCAL_VERSION=0.6.2
 MOTO_VERSION=5.2.5
 FLUENT_LOGGER_VERSION=0.11.1
+PROMETHEUS_CLIENT_VERSION=0.21.1
 
 log() { echo "install-peers: $*" >&2; }
 
@@ -75,6 +77,16 @@ if [ ! -x "$PEERS/fluent/bin/python" ] || ! "$PEERS/fluent/bin/python" -c 'impor
   rm -rf "$PEERS/fluent"
   python3 -m venv "$PEERS/fluent"
   "$PEERS/fluent/bin/pip" install --quiet --disable-pip-version-check "fluent-logger==$FLUENT_LOGGER_VERSION"
+fi
+
+# --- prometheus_client: the reference parser of the Prometheus text format, for the tests of
+# the monitoring server's /api/v1/metrics/prometheus ---
+if [ ! -x "$PEERS/prometheus/bin/python" ] ||
+  ! "$PEERS/prometheus/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('prometheus_client') != '$PROMETHEUS_CLIENT_VERSION')" 2>/dev/null; then
+  log "installing prometheus_client $PROMETHEUS_CLIENT_VERSION"
+  rm -rf "$PEERS/prometheus"
+  python3 -m venv "$PEERS/prometheus"
+  "$PEERS/prometheus/bin/pip" install --quiet --disable-pip-version-check "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
 fi
 
 log "peers ready in $PEERS"

@@ -1,6 +1,7 @@
 //! kinesis-bit: a Fluent Bit–compatible log agent that ships logs to Amazon Kinesis Data
 //! Streams. This binary parses the command line, loads and validates the configuration,
-//! sets up logging and signals, and runs the engine.
+//! sets up logging and signals, starts the monitoring server (`HTTP_Server On`), and runs the
+//! engine.
 
 mod help;
 mod log;
@@ -9,11 +10,15 @@ mod pipeline;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
 
+use kb_admin::{AdminConfig, AdminServer, HealthConfig};
 use kb_config::cli::{parse_command_line, CommandLine};
 use kb_config::env::Env;
-use kb_config::service::{validate_service, LogLevel};
+use kb_config::service::{validate_service, LogLevel, ServiceConfig};
 use kb_config::ConfigError;
+use kb_core::metrics::Metrics;
 use tracing::Level;
 
 use crate::pipeline::Registry;
@@ -73,6 +78,7 @@ fn report_errors(errors: &[ConfigError]) -> ExitCode {
 }
 
 fn run(cli: CommandLine, registry: Registry) -> ExitCode {
+    let started = SystemTime::now();
     let mut env = Env::new();
     let cfg = match kb_config::load::load(&cli, &mut env) {
         Ok(cfg) => cfg,
@@ -134,8 +140,33 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         }
     };
     tracing::info!(target: "kinesis-bit", "version={}, compatible with Fluent Bit 5.1.1", env!("CARGO_PKG_VERSION"));
+    // Bound before anything runs, so a taken port stops the start with nothing collected.
+    let admin = if service.http_server {
+        match runtime.block_on(start_admin(&service, built.engine.metrics(), started)) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                // Only detectable at start, like a plugin's init failure (spec §8: 255).
+                tracing::error!(target: "http_server", "{e}");
+                eprintln!("Initialization failed");
+                return ExitCode::from(255);
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(target: "engine", "started (pid={})", std::process::id());
+    if let Some(server) = &admin {
+        tracing::info!(
+            target: "http_server",
+            "listen iface={} tcp_port={}",
+            service.http_listen,
+            server.local_addr().port()
+        );
+    }
     let result = runtime.block_on(built.engine.run(shutdown_signal()));
+    if let Some(server) = admin {
+        runtime.block_on(server.shutdown());
+    }
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,6 +175,25 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
             ExitCode::from(255)
         }
     }
+}
+
+/// Start the monitoring server of `HTTP_Server On` on `HTTP_Listen`:`HTTP_Port`.
+async fn start_admin(
+    service: &ServiceConfig,
+    metrics: Arc<Metrics>,
+    started: SystemTime,
+) -> Result<AdminServer, kb_admin::AdminError> {
+    let config = AdminConfig {
+        listen: service.http_listen.clone(),
+        port: service.http_port,
+        health_check: service.health_check.then_some(HealthConfig {
+            errors_count: service.hc_errors_count,
+            retry_failure_count: service.hc_retry_failure_count,
+            period_secs: service.hc_period,
+        }),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    AdminServer::start(config, metrics, started).await
 }
 
 /// Resolves on SIGTERM or SIGINT.

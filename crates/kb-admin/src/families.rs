@@ -1,0 +1,444 @@
+//! The metrics registry as metric families (name, help, type, samples): the one model both
+//! text encoders (Prometheus, cmetrics) write, so they always agree.
+//!
+//! Engine counters get Fluent Bit's names (`fluentbit_input_*`, `fluentbit_output_*`) with the
+//! instance as label `name`. Plugin counters come from [`Metrics::counters`] as registered; a
+//! plugin histogram is registered as plain counters (`X_bucket{le}`, `X_sum_micros`, `X_count`)
+//! and is reassembled here into one valid `histogram` family `X` (sum in seconds).
+//!
+//! No storage gauges yet: kinesis-bit has no storage layer (chunks live in memory only), so
+//! `fluentbit_storage_*` / `fluentbit_input_storage_*` are not exported.
+
+use std::collections::HashSet;
+
+use kb_core::metrics::{get, Metrics};
+
+/// Prometheus metric type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    /// The word after `# TYPE name`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A sample value: counters are integers, a histogram's sum is seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+/// One line of a family: the family name plus `suffix` (`""`, `_bucket`, `_sum`, `_count`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub suffix: &'static str,
+    pub labels: Vec<(String, String)>,
+    pub value: Value,
+}
+
+/// A metric family: one `# HELP` and one `# TYPE` line, then its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+}
+
+/// What the process knows about itself, for `fluentbit_uptime` and friends.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// Seconds since the agent started.
+    pub uptime_secs: u64,
+    /// Unix time of the start, seconds.
+    pub start_epoch_secs: u64,
+    /// The `hostname` label (Fluent Bit's v2 metrics carry it), when known.
+    pub hostname: Option<String>,
+    /// kinesis-bit's version.
+    pub version: &'static str,
+}
+
+fn label(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+fn family(name: &str, help: &str, kind: Kind) -> Family {
+    Family {
+        name: name.to_string(),
+        help: help.to_string(),
+        kind,
+        samples: Vec::new(),
+    }
+}
+
+/// Help text of the plugin metrics kinesis-bit knows (spec `kinesis_streams.md` §10).
+fn plugin_help(name: &str) -> &'static str {
+    match name {
+        "fluentbit_kinesis_streams_requests_total" => "PutRecords requests by result.",
+        "fluentbit_kinesis_streams_request_duration_seconds" => {
+            "Latency of PutRecords requests in seconds."
+        }
+        "fluentbit_kinesis_streams_record_errors_total" => {
+            "Per-record error codes returned by PutRecords."
+        }
+        "fluentbit_kinesis_streams_dropped_records_total" => {
+            "Records dropped by the kinesis_streams output, by reason."
+        }
+        "fluentbit_kinesis_streams_truncated_records_total" => "Records truncated to fit.",
+        "fluentbit_kinesis_streams_in_flush_retries_total" => {
+            "Entries sent again within one flush."
+        }
+        "fluentbit_kinesis_streams_request_splits_total" => "Requests split in halves.",
+        "fluentbit_kinesis_streams_sent_bytes_total" => "Data bytes accepted by Kinesis.",
+        "fluentbit_kinesis_streams_credential_refreshes_total" => {
+            "AWS credential refreshes by trigger."
+        }
+        "fluentbit_kinesis_streams_partition_key_fallbacks_total" => {
+            "Random partition keys used because partition_key found no value."
+        }
+        _ => "Fluent Bit plugin metric.",
+    }
+}
+
+/// Every family, in a stable order: process, inputs, outputs, then plugin metrics.
+pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
+    let host: Vec<(String, String)> = p.hostname.iter().map(|h| label("hostname", h)).collect();
+    let mut out = Vec::new();
+
+    let mut f = family(
+        "fluentbit_uptime",
+        "Number of seconds that Fluent Bit has been running.",
+        Kind::Counter,
+    );
+    f.samples.push(Sample {
+        suffix: "",
+        labels: host.clone(),
+        value: Value::Int(p.uptime_secs),
+    });
+    out.push(f);
+
+    let inputs = metrics.inputs();
+    type InField = fn(&kb_core::metrics::InputMetrics) -> u64;
+    let input_fields: [(&str, &str, InField); 2] = [
+        (
+            "fluentbit_input_records_total",
+            "Number of input records.",
+            |m| get(&m.records),
+        ),
+        (
+            "fluentbit_input_bytes_total",
+            "Number of input bytes.",
+            |m| get(&m.bytes),
+        ),
+    ];
+    for (name, help, read) in input_fields {
+        let mut f = family(name, help, Kind::Counter);
+        for (instance, m) in &inputs {
+            f.samples.push(Sample {
+                suffix: "",
+                labels: vec![label("name", instance)],
+                value: Value::Int(read(m)),
+            });
+        }
+        out.push(f);
+    }
+
+    let outputs = metrics.outputs();
+    type OutField = fn(&kb_core::metrics::OutputMetrics) -> u64;
+    let output_fields: [(&str, &str, OutField); 7] = [
+        (
+            "fluentbit_output_proc_records_total",
+            "Number of processed output records.",
+            |m| get(&m.proc_records),
+        ),
+        (
+            "fluentbit_output_proc_bytes_total",
+            "Number of processed output bytes.",
+            |m| get(&m.proc_bytes),
+        ),
+        (
+            "fluentbit_output_errors_total",
+            "Number of output errors.",
+            |m| get(&m.errors),
+        ),
+        (
+            "fluentbit_output_retries_total",
+            "Number of output retries.",
+            |m| get(&m.retries),
+        ),
+        (
+            "fluentbit_output_retries_failed_total",
+            "Number of abandoned batches because the maximum number of re-tries was reached.",
+            |m| get(&m.retries_failed),
+        ),
+        (
+            "fluentbit_output_dropped_records_total",
+            "Number of dropped records.",
+            |m| get(&m.dropped_records),
+        ),
+        (
+            "fluentbit_output_retried_records_total",
+            "Number of retried records.",
+            |m| get(&m.retried_records),
+        ),
+    ];
+    for (name, help, read) in output_fields {
+        let mut f = family(name, help, Kind::Counter);
+        for (instance, m) in &outputs {
+            f.samples.push(Sample {
+                suffix: "",
+                labels: vec![label("name", instance)],
+                value: Value::Int(read(m)),
+            });
+        }
+        out.push(f);
+    }
+
+    let mut f = family(
+        "fluentbit_process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        Kind::Gauge,
+    );
+    f.samples.push(Sample {
+        suffix: "",
+        labels: host.clone(),
+        value: Value::Int(p.start_epoch_secs),
+    });
+    out.push(f);
+    let mut f = family(
+        "fluentbit_build_info",
+        "Build version information.",
+        Kind::Gauge,
+    );
+    let mut labels = host;
+    labels.push(label("version", p.version));
+    labels.push(label("os", std::env::consts::OS));
+    f.samples.push(Sample {
+        suffix: "",
+        labels,
+        value: Value::Int(1),
+    });
+    out.push(f);
+
+    out.extend(plugin_families(metrics));
+    out.retain(|f| !f.samples.is_empty());
+    out
+}
+
+/// The plugin counters, histograms reassembled.
+fn plugin_families(metrics: &Metrics) -> Vec<Family> {
+    let counters = metrics.counters();
+    let histograms: HashSet<&str> = counters
+        .iter()
+        .filter(|((_, l), _)| l.iter().any(|(k, _)| *k == "le"))
+        .filter_map(|((n, _), _)| n.strip_suffix("_bucket"))
+        .collect();
+    let mut families: Vec<Family> = Vec::new();
+    for ((name, labels), value) in &counters {
+        let hist_part = |suffix: &str| {
+            name.strip_suffix(suffix)
+                .filter(|base| histograms.contains(base))
+        };
+        let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| label(k, v)).collect();
+        let (fname, kind, sample) = if let Some(base) = hist_part("_bucket") {
+            let s = Sample {
+                suffix: "_bucket",
+                labels,
+                value: Value::Int(*value),
+            };
+            (base, Kind::Histogram, s)
+        } else if let Some(base) = hist_part("_sum_micros") {
+            // The registry keeps integer microseconds; Prometheus wants base units.
+            let s = Sample {
+                suffix: "_sum",
+                labels,
+                value: Value::Float(*value as f64 / 1e6),
+            };
+            (base, Kind::Histogram, s)
+        } else if let Some(base) = hist_part("_count") {
+            let s = Sample {
+                suffix: "_count",
+                labels,
+                value: Value::Int(*value),
+            };
+            (base, Kind::Histogram, s)
+        } else {
+            let s = Sample {
+                suffix: "",
+                labels,
+                value: Value::Int(*value),
+            };
+            (*name, Kind::Counter, s)
+        };
+        match families.iter_mut().find(|f| f.name == fname) {
+            Some(f) => f.samples.push(sample),
+            None => {
+                let mut f = family(fname, plugin_help(fname), kind);
+                f.samples.push(sample);
+                families.push(f);
+            }
+        }
+    }
+    for f in &mut families {
+        if f.kind == Kind::Histogram {
+            f.samples = order_histogram(std::mem::take(&mut f.samples));
+        }
+    }
+    families
+}
+
+fn le_of(s: &Sample) -> f64 {
+    s.labels
+        .iter()
+        .find(|(k, _)| k == "le")
+        .map(|(_, v)| match v.as_str() {
+            "+Inf" | "Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or(f64::INFINITY),
+        })
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Group a histogram's samples per series (labels without `le`): buckets by ascending `le`,
+/// then `_sum`, then `_count`. The counters are read one by one while requests may be counted,
+/// so a snapshot can catch a smaller bucket already incremented and a larger one not yet:
+/// buckets are made cumulative again (running maximum) and `_count` is the `+Inf` bucket, so
+/// the exported histogram is always consistent.
+fn order_histogram(samples: Vec<Sample>) -> Vec<Sample> {
+    let series_key = |s: &Sample| -> Vec<(String, String)> {
+        s.labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .cloned()
+            .collect()
+    };
+    let mut keys: Vec<Vec<(String, String)>> = Vec::new();
+    for s in &samples {
+        let k = series_key(s);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut out = Vec::with_capacity(samples.len());
+    for key in keys {
+        let mine: Vec<&Sample> = samples.iter().filter(|s| series_key(s) == key).collect();
+        let mut buckets: Vec<Sample> = mine
+            .iter()
+            .filter(|s| s.suffix == "_bucket")
+            .map(|s| (*s).clone())
+            .collect();
+        buckets.sort_by(|a, b| le_of(a).total_cmp(&le_of(b)));
+        let mut running = 0;
+        for b in &mut buckets {
+            if let Value::Int(v) = b.value {
+                running = running.max(v);
+                b.value = Value::Int(running);
+            }
+        }
+        let inf = buckets
+            .last()
+            .filter(|b| le_of(b).is_infinite())
+            .map(|b| b.value);
+        out.extend(buckets);
+        out.extend(
+            mine.iter()
+                .filter(|s| s.suffix == "_sum")
+                .map(|s| (*s).clone()),
+        );
+        for c in mine.iter().filter(|s| s.suffix == "_count") {
+            let mut c = (*c).clone();
+            if let Some(v) = inf {
+                c.value = v;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kb_core::metrics::add;
+
+    fn process() -> Process {
+        Process {
+            uptime_secs: 7,
+            start_epoch_secs: 1_700_000_000,
+            hostname: Some("host-a".into()),
+            version: "9.9.9",
+        }
+    }
+
+    #[test]
+    fn engine_counters_get_fluent_bit_names_and_the_instance_label() {
+        let m = Metrics::default();
+        add(&m.input("cpu.0").records, 3);
+        add(&m.output("null.0").proc_records, 2);
+        let fams = collect(&m, &process());
+        let find = |n: &str| fams.iter().find(|f| f.name == n).unwrap();
+        let rec = find("fluentbit_input_records_total");
+        assert_eq!(rec.samples[0].labels, vec![label("name", "cpu.0")]);
+        assert_eq!(rec.samples[0].value, Value::Int(3));
+        assert_eq!(
+            find("fluentbit_output_proc_records_total").samples[0].value,
+            Value::Int(2)
+        );
+        assert_eq!(find("fluentbit_uptime").samples[0].value, Value::Int(7));
+    }
+
+    #[test]
+    fn histogram_is_reassembled_with_sum_in_seconds_and_consistent_count() {
+        let m = Metrics::default();
+        let b = "x_seconds_bucket";
+        // Registered out of order, with a torn snapshot: le=1 lags behind le=0.5.
+        add(&m.counter(b, &[("name", "o"), ("le", "+Inf")]), 3);
+        add(&m.counter(b, &[("name", "o"), ("le", "1")]), 1);
+        add(&m.counter(b, &[("name", "o"), ("le", "0.5")]), 2);
+        add(
+            &m.counter("x_seconds_sum_micros", &[("name", "o")]),
+            1_500_000,
+        );
+        add(&m.counter("x_seconds_count", &[("name", "o")]), 2);
+        add(&m.counter("y_total", &[("name", "o")]), 4);
+        let fams = plugin_families(&m);
+        assert_eq!(fams.len(), 2);
+        let h = &fams[0];
+        assert_eq!((h.name.as_str(), h.kind), ("x_seconds", Kind::Histogram));
+        let got: Vec<(&str, Value)> = h.samples.iter().map(|s| (s.suffix, s.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("_bucket", Value::Int(2)),
+                ("_bucket", Value::Int(2)),
+                ("_bucket", Value::Int(3)),
+                ("_sum", Value::Float(1.5)),
+                ("_count", Value::Int(3)),
+            ]
+        );
+        assert_eq!(le_of(&h.samples[0]), 0.5);
+        assert_eq!(
+            (fams[1].name.as_str(), fams[1].kind),
+            ("y_total", Kind::Counter)
+        );
+    }
+
+    #[test]
+    fn a_count_counter_without_buckets_stays_a_counter() {
+        let m = Metrics::default();
+        add(&m.counter("jobs_count", &[]), 1);
+        let fams = plugin_families(&m);
+        assert_eq!(fams[0].kind, Kind::Counter);
+        assert_eq!(fams[0].name, "jobs_count");
+    }
+}
