@@ -82,6 +82,51 @@ async fn every_record_exactly_once_through_failures_throttles_500s_and_resets() 
     );
 }
 
+/// The fault mix of the fault run (bench/fault-run.sh runs it with 1,000,000 records
+/// on the release build): 10 % of the entries failed, 2 % of the requests throttled, 1 %
+/// answered 500, 1 % of the connections reset. Failures in every request must not stall the
+/// flush: the whole run has to finish well inside the 180 s the agent is given.
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_run_mix_over_100k_records_loses_and_duplicates_nothing() {
+    const N: u64 = 100_000;
+    let sink = sink(
+        FaultPlan::new()
+            .seed(7)
+            .fail_entries(
+                0.10,
+                &["ProvisionedThroughputExceededException", "InternalFailure"],
+            )
+            .throttle(0.02)
+            .error500(0.01)
+            .drop_connection(0.01),
+    )
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), ""))
+        .await
+        .unwrap();
+    let st = sink.stats();
+    let missing = sink.missing(0..N);
+    assert!(
+        missing.is_empty(),
+        "lost {} records; {st:?}\n{}",
+        missing.len(),
+        stderr(&out)
+    );
+    assert!(
+        sink.duplicates().is_empty(),
+        "{:?}",
+        &sink.duplicates()[..1]
+    );
+    assert!(sink.unexpected(0..N).is_empty());
+    assert_success(&out);
+    assert_eq!(st.unique_ids, N);
+    assert!(
+        st.entries_failed > N / 20 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
+        "the faults did not all happen: {st:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chunk_of_1200_is_sent_500_500_200() {
     let sink = sink(FaultPlan::new()).await;
