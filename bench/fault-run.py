@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Fault run (issue 5): N records with a unique `seq` through kb-sink's faults; lost = dup = 0.
+
+Run through bench/fault-run.sh (builds the release binaries). The sink fails 10 % of the
+entries (ProvisionedThroughputExceededException / InternalFailure), answers 2 % of the requests
+400 throttled and 1 % 500, and resets 1 % of the connections before answering; it counts every
+accepted `seq`. The agent reads the records from a file with tail and retries without limit.
+Prints produced, delivered, lost and duplicated; exits 1 unless lost = 0 and duplicated = 0.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGENT = os.path.join(ROOT, "target", "release", "kinesis-bit")
+SINK = os.path.join(ROOT, "target", "release", "kb-sink")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--records", type=int, default=1_000_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=900)
+    args = p.parse_args()
+    n = args.records
+    with tempfile.TemporaryDirectory(prefix="kb-faults-") as work:
+        log = os.path.join(work, "app.log")
+        with open(log, "w") as f:
+            for start in range(0, n, 10000):
+                f.write("".join(
+                    '{"seq":%d,"msg":"fault run record %d","pad":"%s"}\n' % (i, i, "x" * 100)
+                    for i in range(start, min(n, start + 10000))))
+        sink = subprocess.Popen(
+            [SINK, "--threads", "1", "--id-field", "seq", "--seed", str(args.seed),
+             "--fail-entries", "0.10", "--throttle", "0.02", "--error500", "0.01",
+             "--drop", "0.01"],
+            stdout=subprocess.PIPE, text=True)
+        endpoint = sink.stdout.readline().strip()
+        conf = os.path.join(work, "kb.conf")
+        with open(conf, "w") as f:
+            f.write(f"""[SERVICE]
+    Flush          1
+    Grace          30
+    scheduler.base 1
+    scheduler.cap  4
+[INPUT]
+    Name           tail
+    Path           {log}
+    Read_from_Head on
+    Parser         json
+[OUTPUT]
+    Name           kinesis_streams
+    Match          *
+    region         us-east-1
+    stream         faults
+    endpoint       {endpoint}
+    retry_limit    no_limits
+""")
+        parsers = os.path.join(work, "parsers.conf")
+        with open(parsers, "w") as f:
+            f.write("[PARSER]\n    Name   json\n    Format json\n")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDFAULTRUN", AWS_SECRET_ACCESS_KEY="secret")
+        t0 = time.monotonic()
+        agent = subprocess.Popen([AGENT, "-q", "-c", conf, "-R", parsers], env=env)
+        stats = {}
+        try:
+            while time.monotonic() - t0 < args.timeout:
+                with urllib.request.urlopen(endpoint + "/stats", timeout=10) as r:
+                    stats = json.load(r)
+                if stats["unique_ids"] >= n:
+                    break
+                if agent.poll() is not None:
+                    sys.exit(f"the agent exited early with {agent.returncode}")
+                time.sleep(0.1)
+            # A little longer, so a late duplicate would still be counted.
+            time.sleep(2)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+            sink.send_signal(signal.SIGTERM)
+            out, _ = sink.communicate(timeout=30)
+        took = time.monotonic() - t0
+        final = json.loads(out.strip().splitlines()[-1])
+    delivered = final["unique_ids"]
+    print(f"fault run: {n} records, sink seed {args.seed}, {took:.1f} s")
+    print(f"  requests: {final['put_requests']} ({final['throttled']} throttled, "
+          f"{final['error500']} answered 500, {final['dropped']} connections reset)")
+    print(f"  entries:  {final['entries_received']} received, {final['entries_failed']} failed "
+          f"one by one, {final['entries_accepted']} accepted")
+    print(f"  produced {n}  delivered {delivered}  lost {n - delivered}  "
+          f"duplicated {final['duplicate_entries']}")
+    if delivered != n or final["duplicate_entries"] != 0:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
