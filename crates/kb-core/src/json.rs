@@ -523,6 +523,19 @@ const fn stop_table(non_ascii: bool) -> [bool; 256] {
 }
 
 static STOP_ESCAPE: [bool; 256] = stop_table(true);
+
+/// The letter of the two-byte escape of an ASCII byte (`"` → `\"`), 0 where it takes `\u00XX`.
+static SHORT_ESCAPE: [u8; 128] = {
+    let mut t = [0u8; 128];
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t
+};
 static STOP_RAW: [bool; 256] = stop_table(false);
 
 fn write_string(bytes: &[u8], out: &mut Vec<u8>, escape_unicode: bool, stats: &mut JsonStats) {
@@ -585,19 +598,15 @@ fn write_valid(s: &[u8], out: &mut Vec<u8>, escape_unicode: bool) {
 
 /// Write the escape of the character at `s[i]` (a byte the stop tables stop at); returns the
 /// index after it.
-#[inline]
+#[inline(always)]
 fn escape_at(s: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
     let b = s[i];
     if b < 0x80 {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => write_u_escape(b as u16, out),
+        // A table instead of a `match`: the match compiled to a jump table whose mispredictions
+        // were a third of the escaping time on quote-dense lines.
+        match SHORT_ESCAPE[b as usize] {
+            0 => write_u_escape(b as u16, out),
+            c => out.extend_from_slice(&[b'\\', c]),
         }
         return i + 1;
     }
