@@ -431,6 +431,8 @@ struct Shared {
     id_field: Option<String>,
     ids: Mutex<HashMap<u64, u32>>,
     verify: Option<(String, String)>,
+    /// PutRecords requests arriving before this moment get no answer until it passes.
+    stall_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -522,6 +524,7 @@ impl Sink {
             id_field: config.id_field,
             ids: Mutex::new(HashMap::new()),
             verify: config.verify_sigv4,
+            stall_until: Mutex::new(None),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let is_tls = tls.is_some();
@@ -543,6 +546,12 @@ impl Sink {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Stop answering PutRecords for `d` from now: requests are read and held, then handled
+    /// normally when the stall ends (a service that hangs, not one that fails).
+    pub fn stall(&self, d: Duration) {
+        *self.shared.stall_until.lock().unwrap() = Some(std::time::Instant::now() + d);
     }
 
     /// Replaces the fault plan; its request indices count from now.
@@ -1047,6 +1056,10 @@ enum Outcome {
 }
 
 async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnection> {
+    let stall = *shared.stall_until.lock().unwrap();
+    if let Some(left) = stall.and_then(|t| t.checked_duration_since(std::time::Instant::now())) {
+        tokio::time::sleep(left).await;
+    }
     let c = &shared.counters;
     let idx = c.put_requests.fetch_add(1, Relaxed);
     let plan = shared.plan.read().unwrap().clone();

@@ -405,6 +405,20 @@ async fn fixed_delay() {
 }
 
 #[tokio::test]
+async fn stall_holds_answers_until_it_ends() {
+    let sink = Sink::start(SinkConfig::default()).await;
+    let kds = Kds::new(&sink.endpoint(), "us-east-1");
+    sink.stall(Duration::from_millis(400));
+    let t0 = Instant::now();
+    let (status, v) = put(&kds, &records(2)).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    assert_eq!(sink.stats().entries_accepted, 2);
+    assert_eq!(put(&kds, &records(1)).await.0, 200);
+    assert_eq!(sink.stats().entries_accepted, 3);
+}
+
+#[tokio::test]
 async fn authentication_headers_required() {
     let sink = Sink::start(SinkConfig::default()).await;
     let (status, _, body) = raw(

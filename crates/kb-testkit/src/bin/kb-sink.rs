@@ -68,6 +68,12 @@ struct Args {
     /// Verify SigV4 signatures: ACCESS_KEY_ID:SECRET.
     #[arg(long)]
     verify_sigv4: Option<String>,
+    /// Stop answering PutRecords for --stall-secs, this many seconds after start.
+    #[arg(long, requires = "stall_secs")]
+    stall_after_secs: Option<f64>,
+    /// Length of the stall (see --stall-after-secs).
+    #[arg(long, requires = "stall_after_secs")]
+    stall_secs: Option<f64>,
     /// Worker threads (0 = number of CPUs).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -115,7 +121,14 @@ fn main() {
         id_field: args.id_field.clone(),
         worker_threads: args.threads,
     };
-    let sink = Sink::start_blocking(config);
+    let sink = std::sync::Arc::new(Sink::start_blocking(config));
+    if let (Some(after), Some(len)) = (args.stall_after_secs, args.stall_secs) {
+        let sink = sink.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(after));
+            sink.stall(Duration::from_secs_f64(len));
+        });
+    }
     println!("{}", sink.endpoint());
     let _ = std::io::stdout().flush();
 
