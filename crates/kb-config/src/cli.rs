@@ -123,13 +123,7 @@ const OPTS: &[Opt] = &[
     opt("plugin", Some('e'), &["plugin"], true, false),
     opt("custom", Some('C'), &["custom"], true, false),
     opt("sp_task", Some('T'), &["sp-task"], true, false),
-    opt(
-        "hot_reload",
-        Some('Y'),
-        &["enable-hot-reload"],
-        false,
-        false,
-    ),
+    opt("hot_reload", Some('Y'), &["enable-hot-reload"], false, true),
     opt(
         "no_hot_reload_safety",
         Some('W'),
@@ -292,6 +286,7 @@ pub fn parse_command_line(
             "b" => cl.service.push(prop("storage.path", &value)),
             "l" => cl.service.push(prop("log_file", &value)),
             "H" => cl.service.push(prop("http_server", "on")),
+            "Y" => cl.service.push(prop("hot_reload", "on")),
             "L" => cl.service.push(prop("http_listen", &value)),
             "P" => cl.service.push(prop("http_port", &value)),
             "s" => cl.warnings.push(ConfigWarning {

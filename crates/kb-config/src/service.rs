@@ -81,6 +81,8 @@ pub struct ServiceConfig {
     pub hc_period: u64,
     /// The other `storage.*` keys (type-checked), last value per key, for the storage layer.
     pub storage: Vec<Property>,
+    /// `Hot_Reload` / `-Y`: SIGHUP reloads the configuration.
+    pub hot_reload: bool,
 }
 
 impl Default for ServiceConfig {
@@ -103,6 +105,7 @@ impl Default for ServiceConfig {
             hc_retry_failure_count: 5,
             hc_period: 60,
             storage: Vec::new(),
+            hot_reload: false,
         }
     }
 }
@@ -111,7 +114,7 @@ impl Default for ServiceConfig {
 fn is_ignored_key(key: &str) -> bool {
     key.starts_with("flush.adaptive")
         || key.starts_with("dns.")
-        || key.starts_with("hot_reload")
+        || key.starts_with("hot_reload.")
         || key.starts_with("telemetry")
         || matches!(
             key,
@@ -210,6 +213,7 @@ pub fn validate_service(
             },
             "log_file" => sc.log_file = Some(PathBuf::from(v)),
             "http_server" => sc.http_server = c.bool(p).unwrap_or(false),
+            "hot_reload" => sc.hot_reload = c.bool(p).unwrap_or(false),
             "http_listen" => sc.http_listen = v.to_string(),
             "http_port" => {
                 let port = v.parse::<u16>().ok().filter(|n| *n > 0);

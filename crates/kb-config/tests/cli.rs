@@ -125,6 +125,7 @@ fn service_options() {
         "127.0.0.1",
         "-P",
         "2021",
+        "--enable-hot-reload",
         "-vv",
         "-w",
         "/tmp",
@@ -154,6 +155,7 @@ fn service_options() {
                 "command line: -L 127.0.0.1".into()
             ),
             ("http_port", "2021", "command line: -P 2021".into()),
+            ("hot_reload", "on", "command line: -Y".into()),
             ("log_level", "trace", "command line: -vv".into()),
         ]
     );
@@ -204,8 +206,6 @@ fn unsupported_options() {
         (&["-e", "x.so"], "-e"),
         (&["-C", "calyptia"], "-C"),
         (&["-T", "SELECT 1"], "-T"),
-        (&["-Y"], "-Y"),
-        (&["--enable-hot-reload"], "--enable-hot-reload"),
         (&["-W"], "-W"),
         (&["-Z"], "-Z"),
         (&["--trace", "x"], "--trace"),

@@ -25,7 +25,7 @@ fn check(body: &str) -> (ServiceConfig, Vec<String>, Vec<String>) {
 #[test]
 fn all_typed_keys() {
     let (sc, e, w) = check(
-        "    Flush 0.5\n    Grace 10\n    Log_Level warning\n    Log_File /tmp/kb.log\n    Parsers_File a.conf\n    Parsers_File b.conf\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port 2021\n    scheduler.base 2\n    scheduler.cap 30\n    json.escape_unicode off\n    storage.path /var/kb\n    Health_Check yes\n    HC_Errors_Count 3\n    HC_Retry_Failure_Count 4\n    HC_Period 10\n    storage.sync full\n    storage.backlog.mem_limit 5M\n    storage.max_chunks_up 64\n    storage.type filesystem\n    storage.metrics off\n    json.convert_nan_to_null on\n    Daemon off\n    security.fips_mode off\n",
+        "    Flush 0.5\n    Grace 10\n    Log_Level warning\n    Log_File /tmp/kb.log\n    Parsers_File a.conf\n    Parsers_File b.conf\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port 2021\n    scheduler.base 2\n    scheduler.cap 30\n    json.escape_unicode off\n    storage.path /var/kb\n    Health_Check yes\n    HC_Errors_Count 3\n    HC_Retry_Failure_Count 4\n    HC_Period 10\n    storage.sync full\n    storage.backlog.mem_limit 5M\n    storage.max_chunks_up 64\n    storage.type filesystem\n    storage.metrics off\n    json.convert_nan_to_null on\n    Daemon off\n    security.fips_mode off\n    Hot_Reload On\n",
     );
     assert!(e.is_empty(), "{e:?}");
     assert!(w.is_empty(), "{w:?}");
@@ -43,6 +43,7 @@ fn all_typed_keys() {
     assert!(!sc.json_escape_unicode);
     assert_eq!(sc.storage_path, Some(PathBuf::from("/var/kb")));
     assert!(sc.health_check);
+    assert!(sc.hot_reload);
     assert_eq!(
         (sc.hc_errors_count, sc.hc_retry_failure_count, sc.hc_period),
         (3, 4, 10)
@@ -114,7 +115,7 @@ fn unsupported_features_are_errors() {
 #[test]
 fn ignored_and_unknown_keys_warn() {
     let (_, e, w) = check(
-        "    flush.adaptive on\n    Coro_Stack_Size 24576\n    dns.mode UDP\n    Hot_Reload on\n    Enable_Chunk_Trace on\n    windows.maxstdio 512\n    sp.convert_from_str_to_num off\n    telemetry.enabled on\n    multiline_buffer_limit 2M\n    Flsuh 1\n",
+        "    flush.adaptive on\n    Coro_Stack_Size 24576\n    dns.mode UDP\n    Hot_Reload.Ensure_Thread_Safety on\n    Enable_Chunk_Trace on\n    windows.maxstdio 512\n    sp.convert_from_str_to_num off\n    telemetry.enabled on\n    multiline_buffer_limit 2M\n    Flsuh 1\n",
     );
     assert!(e.is_empty());
     assert_eq!(w.len(), 10);

@@ -77,22 +77,56 @@ fn report_errors(errors: &[ConfigError]) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn run(cli: CommandLine, registry: Registry) -> ExitCode {
-    let started = SystemTime::now();
+/// A configuration read, validated and built into an engine.
+struct Loaded {
+    built: pipeline::Built,
+    service: ServiceConfig,
+    warnings: Vec<String>,
+}
+
+/// Read the configuration named by `cli` (file and command line) and build the pipeline whose
+/// metrics go to `metrics`; every error is returned, none is logged here.
+fn load(
+    cli: &CommandLine,
+    registry: &Registry,
+    metrics: Arc<Metrics>,
+) -> Result<Loaded, Vec<ConfigError>> {
     let mut env = Env::new();
-    let cfg = match kb_config::load::load(&cli, &mut env) {
-        Ok(cfg) => cfg,
-        Err(errs) => return report_errors(&errs.0),
-    };
+    let cfg = kb_config::load::load(cli, &mut env).map_err(|errs| errs.0)?;
     let (service, mut errors, service_warnings) = validate_service(&cfg);
-    let built = pipeline::build(&cfg, &service, &registry);
-    let built = match built {
-        Ok(b) if errors.is_empty() => b,
-        Ok(_) => return report_errors(&errors),
+    match pipeline::build(&cfg, &service, registry, metrics) {
+        Ok(built) if errors.is_empty() => {
+            let warnings = cfg
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .chain(service_warnings.iter().map(ToString::to_string))
+                .chain(built.warnings.iter().map(ToString::to_string))
+                .collect();
+            Ok(Loaded {
+                built,
+                service,
+                warnings,
+            })
+        }
+        Ok(_) => Err(errors),
         Err(errs) => {
             errors.extend(errs);
-            return report_errors(&errors);
+            Err(errors)
         }
+    }
+}
+
+fn run(cli: CommandLine, registry: Registry) -> ExitCode {
+    let started = SystemTime::now();
+    let metrics = Arc::new(Metrics::default());
+    let Loaded {
+        built,
+        service,
+        warnings,
+    } = match load(&cli, &registry, metrics.clone()) {
+        Ok(l) => l,
+        Err(errors) => return report_errors(&errors),
     };
 
     // FLB_LOG_LEVEL beats the command line, which beats the file (merged in `service`).
@@ -116,12 +150,7 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         eprintln!("cannot open log file {}: {e}", path.display());
         return ExitCode::from(1);
     }
-    for w in cfg
-        .warnings
-        .iter()
-        .chain(&service_warnings)
-        .chain(&built.warnings)
-    {
+    for w in &warnings {
         tracing::warn!(target: "config", "{w}");
     }
     if cli.dry_run {
@@ -142,7 +171,7 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
     tracing::info!(target: "kinesis-bit", "version={}, compatible with Fluent Bit 5.1.1", env!("CARGO_PKG_VERSION"));
     // Bound before anything runs, so a taken port stops the start with nothing collected.
     let admin = if service.http_server {
-        match runtime.block_on(start_admin(&service, built.engine.metrics(), started)) {
+        match runtime.block_on(start_admin(&service, metrics.clone(), started)) {
             Ok(server) => Some(server),
             Err(e) => {
                 // Only detectable at start, like a plugin's init failure (spec §8: 255).
@@ -163,7 +192,23 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
             server.local_addr().port()
         );
     }
-    let result = runtime.block_on(built.engine.run(shutdown_signal()));
+    let mut engine = built.engine;
+    let result = loop {
+        let mut reloaded = None;
+        let stop = stop_or_reload(&cli, &registry, &metrics, service.hot_reload, &mut reloaded);
+        let result = runtime.block_on(engine.run(stop));
+        match (result, reloaded) {
+            (Ok(_), Some(next)) => {
+                // The old pipeline delivered what it held (within its Grace) before this.
+                for w in &next.warnings {
+                    tracing::warn!(target: "config", "{w}");
+                }
+                tracing::info!(target: "reload", "the new configuration is running");
+                engine = next.built.engine;
+            }
+            (result, _) => break result,
+        }
+    };
     if let Some(server) = admin {
         runtime.block_on(server.shutdown());
     }
@@ -196,19 +241,51 @@ async fn start_admin(
     AdminServer::start(config, metrics, started).await
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT, or on SIGHUP once a reloaded configuration is built (put in
+/// `reloaded`). A configuration that does not load is logged and the running pipeline goes on;
+/// without `Hot_Reload` SIGHUP is logged and ignored.
+async fn stop_or_reload(
+    cli: &CommandLine,
+    registry: &Registry,
+    metrics: &Arc<Metrics>,
+    hot_reload: bool,
+    reloaded: &mut Option<Loaded>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!(target: "engine", "cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(target: "engine", "caught signal ({name})");
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        tracing::info!(target: "engine", "caught signal ({name})");
+        if name != "SIGHUP" {
+            return;
+        }
+        if !hot_reload {
+            tracing::warn!(target: "reload", "hot reload is off (Hot_Reload On or -Y turns it on); SIGHUP ignored");
+            continue;
+        }
+        match load(cli, registry, metrics.clone()) {
+            Ok(next) => {
+                tracing::info!(target: "reload", "configuration reloaded; stopping the running pipeline (it delivers what it holds within Grace)");
+                *reloaded = Some(next);
+                return;
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(target: "reload", "{e}");
+                }
+                tracing::error!(target: "reload", "the new configuration has {} error(s); the running pipeline goes on unchanged", errors.len());
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ use kb_config::service::{LogLevel, ServiceConfig};
 use kb_config::values::{parse_retry_limit, RetryLimit};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
+use kb_core::metrics::Metrics;
 
 /// The memory bound of an input without `Mem_Buf_Limit` (Fluent Bit has none). Memory is
 /// bounded by configuration, never by load: without it a big file or a stalled output grows the
@@ -184,6 +185,7 @@ pub fn build(
     cfg: &PipelineConfig,
     service: &ServiceConfig,
     registry: &Registry,
+    metrics: Arc<Metrics>,
 ) -> Result<Built, Vec<ConfigError>> {
     let mut parser_errors = Vec::new();
     let mut parser_warnings = Vec::new();
@@ -200,6 +202,7 @@ pub fn build(
     let svc = ServiceContext {
         json_escape_unicode: service.json_escape_unicode,
         parsers,
+        metrics,
         ..ServiceContext::default()
     };
     let mut b = Builder {
