@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import ssl
 import statistics
 import subprocess
@@ -23,12 +22,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# KB_AGENT: another build of the agent (a profiling build, or a wrapper that runs it under perf).
-AGENT = os.environ.get("KB_AGENT") or os.path.join(ROOT, "target", "release", "kinesis-bit")
-SINK = os.environ.get("KB_SINK") or os.path.join(ROOT, "target", "release", "kb-sink")
+from kbbench import AGENT, SINK, cpu_seconds, memory_mib, start_sink, stop
+
 KEY_ID, SECRET = "AKIDBENCHMARK0000000", "bench/secret/key/0000000000000000000000"
-HZ = os.sysconf("SC_CLK_TCK")
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -79,29 +75,11 @@ def cert(work):
     return crt, key
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class SinkProc:
     def __init__(self, crt, key):
-        self.proc = subprocess.Popen(
-            [SINK, "--threads", "1", "--tls-cert", crt, "--tls-key", key,
-             "--verify-sigv4", f"{KEY_ID}:{SECRET}"],
-            stdout=subprocess.PIPE, text=True)
-        self.endpoint = self.proc.stdout.readline().strip()
-        if not self.endpoint.startswith("https://"):
-            sys.exit(f"kb-sink did not start (printed {self.endpoint!r})")
+        self.proc, self.endpoint = start_sink(
+            "--threads", "1", "--tls-cert", crt, "--tls-key", key,
+            "--verify-sigv4", f"{KEY_ID}:{SECRET}")
         # One kept-alive connection for the polls: a TLS handshake per poll (RSA signing in
         # the sink) showed up as 8 % of the sink's CPU in a profile.
         host, port = self.endpoint.removeprefix("https://").rsplit(":", 1)
@@ -112,11 +90,10 @@ class SinkProc:
         self.conn.request("GET", "/stats")
         return json.load(self.conn.getresponse())
 
-    def stop(self):
+    def stop(self, agent):
+        """Stop the agent, then this sink."""
         self.conn.close()
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
-        return out
+        stop(agent, self.proc)
 
 
 def run_once(args, work, crt, key, input_name, n, size, workers):
@@ -156,15 +133,10 @@ def run_once(args, work, crt, key, input_name, n, size, workers):
             time.sleep(0.01)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(agent.pid)
-        rss = peak_rss_mib(agent.pid)
+        rss = memory_mib(agent.pid, "VmHWM")
         sink_cpu = cpu_seconds(sink.proc.pid) - sink_cpu0
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-        sink.stop()
+        sink.stop(agent)
     raw = n * size
     return {
         "input": input_name, "records": n, "size": size, "workers": workers,

@@ -9,18 +9,13 @@ Prints produced, delivered, lost and duplicated; exits 1 unless lost = 0 and dup
 """
 
 import argparse
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target", "release", "kinesis-bit")
-SINK = os.path.join(ROOT, "target", "release", "kb-sink")
+from kbbench import AGENT, poll_stats, start_sink, stop
 
 
 def main():
@@ -37,12 +32,10 @@ def main():
                 f.write("".join(
                     '{"seq":%d,"msg":"fault run record %d","pad":"%s"}\n' % (i, i, "x" * 100)
                     for i in range(start, min(n, start + 10000))))
-        sink = subprocess.Popen(
-            [SINK, "--threads", "1", "--id-field", "seq", "--seed", str(args.seed),
-             "--fail-entries", "0.10", "--throttle", "0.02", "--error500", "0.01",
-             "--drop", "0.01"],
-            stdout=subprocess.PIPE, text=True)
-        endpoint = sink.stdout.readline().strip()
+        sink, endpoint = start_sink(
+            "--threads", "1", "--id-field", "seq", "--seed", str(args.seed),
+            "--fail-entries", "0.10", "--throttle", "0.02", "--error500", "0.01",
+            "--drop", "0.01")
         conf = os.path.join(work, "kb.conf")
         with open(conf, "w") as f:
             f.write(f"""[SERVICE]
@@ -69,25 +62,13 @@ def main():
         env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDFAULTRUN", AWS_SECRET_ACCESS_KEY="secret")
         t0 = time.monotonic()
         agent = subprocess.Popen([AGENT, "-q", "-c", conf, "-R", parsers], env=env)
-        stats = {}
         try:
-            while time.monotonic() - t0 < args.timeout:
-                with urllib.request.urlopen(endpoint + "/stats", timeout=10) as r:
-                    stats = json.load(r)
-                if stats["unique_ids"] >= n:
-                    break
-                if agent.poll() is not None:
-                    sys.exit(f"the agent exited early with {agent.returncode}")
-                time.sleep(0.1)
+            poll_stats(endpoint, agent, lambda st: st["unique_ids"] >= n, args.timeout)
             # A little longer, so a late duplicate would still be counted.
             time.sleep(2)
         finally:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(timeout=60)
-            sink.send_signal(signal.SIGTERM)
-            out, _ = sink.communicate(timeout=30)
+            final = stop(agent, sink)
         took = time.monotonic() - t0
-        final = json.loads(out.strip().splitlines()[-1])
     delivered = final["unique_ids"]
     print(f"fault run: {n} records, sink seed {args.seed}, {took:.1f} s")
     print(f"  requests: {final['put_requests']} ({final['throttled']} throttled, "

@@ -11,37 +11,21 @@ request held past the agent's 60 s request deadline is sent again).
 """
 
 import argparse
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target", "release", "kinesis-bit")
-SINK = os.path.join(ROOT, "target", "release", "kb-sink")
+from kbbench import AGENT, memory_mib, poll_stats, start_sink, stop
+
 MIB = 1 << 20
 
 
-def rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run(args, log, limit_mib):
-    sink = subprocess.Popen(
-        [SINK, "--threads", "1", "--id-field", "seq", "--stall-after-secs", "2",
-         "--stall-secs", str(args.stall)], stdout=subprocess.PIPE, text=True)
-    endpoint = sink.stdout.readline().strip()
+    sink, endpoint = start_sink(
+        "--threads", "1", "--id-field", "seq", "--stall-after-secs", "2",
+        "--stall-secs", str(args.stall))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDSTALLRUN", AWS_SECRET_ACCESS_KEY="secret")
     agent = subprocess.Popen(
         [AGENT, "-q", "-i", "tail", "-p", f"path={log}", "-p", "read_from_head=on",
@@ -49,27 +33,20 @@ def run(args, log, limit_mib):
          "-p", "region=us-east-1", "-p", "stream=stall", "-p", f"endpoint={endpoint}",
          "-p", "log_key=log", "-p", "retry_limit=no_limits"], env=env)
     t0 = time.monotonic()
-    peak_stall = peak = 0.0
-    stats = {}
+    peak = {"stall": 0.0, "all": 0.0}
+
+    def sample_rss():
+        r = memory_mib(agent.pid, "VmRSS")
+        peak["all"] = max(peak["all"], r)
+        if 2.5 < time.monotonic() - t0 < 2 + args.stall:
+            peak["stall"] = max(peak["stall"], r)
+
     try:
-        while time.monotonic() - t0 < args.stall + args.timeout:
-            r = rss_mib(agent.pid)
-            peak = max(peak, r)
-            if 2.5 < time.monotonic() - t0 < 2 + args.stall:
-                peak_stall = max(peak_stall, r)
-            with urllib.request.urlopen(endpoint + "/stats", timeout=120) as resp:
-                stats = json.load(resp)
-            if stats["unique_ids"] >= args.records:
-                break
-            if agent.poll() is not None:
-                sys.exit(f"the agent exited early with {agent.returncode}")
-            time.sleep(0.1)
+        poll_stats(endpoint, agent, lambda st: st["unique_ids"] >= args.records,
+                   args.stall + args.timeout, each=sample_rss)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=60)
-        sink.send_signal(signal.SIGTERM)
-        out, _ = sink.communicate(timeout=30)
-    final = json.loads(out.strip().splitlines()[-1])
+        final = stop(agent, sink)
+    peak_stall, peak = peak["stall"], peak["all"]
     took = time.monotonic() - t0
     bound = 24 + 2 * limit_mib
     # A request held past the agent's 60 s request deadline is re-sent, and the sink still

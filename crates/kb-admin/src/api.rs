@@ -3,10 +3,12 @@
 
 use std::fmt::Write;
 
-use kb_core::metrics::{get, Metrics};
+use std::sync::Arc;
+
+use kb_core::metrics::Metrics;
 use serde_json::{json, Map, Value as Json};
 
-use crate::families::{Family, Kind, Value};
+use crate::families::{EngineCounter, Family, Kind, Value, INPUT_COUNTERS, OUTPUT_COUNTERS};
 use crate::health::{HealthConfig, HealthState};
 use crate::prometheus::{format_labels, format_value};
 
@@ -60,29 +62,24 @@ pub fn uptime(secs: u64) -> Json {
 
 /// `GET /api/v1/metrics`: per instance counters, inputs, filters (none yet) and outputs.
 pub fn metrics(m: &Metrics) -> Json {
-    let mut input = Map::new();
-    for (name, c) in m.inputs() {
-        input.insert(
-            name,
-            json!({ "records": get(&c.records), "bytes": get(&c.bytes) }),
-        );
-    }
-    let mut output = Map::new();
-    for (name, c) in m.outputs() {
-        output.insert(
-            name,
-            json!({
-                "proc_records": get(&c.proc_records),
-                "proc_bytes": get(&c.proc_bytes),
-                "errors": get(&c.errors),
-                "retries": get(&c.retries),
-                "retries_failed": get(&c.retries_failed),
-                "dropped_records": get(&c.dropped_records),
-                "retried_records": get(&c.retried_records),
-            }),
-        );
-    }
-    json!({ "input": input, "filter": {}, "output": output })
+    json!({
+        "input": instances(INPUT_COUNTERS, &m.inputs()),
+        "filter": {},
+        "output": instances(OUTPUT_COUNTERS, &m.outputs()),
+    })
+}
+
+/// `{"<instance>": {"<key>": n, …}, …}`.
+fn instances<M>(counters: &[EngineCounter<M>], list: &[(String, Arc<M>)]) -> Map<String, Json> {
+    list.iter()
+        .map(|(name, m)| {
+            let fields = counters
+                .iter()
+                .map(|c| (c.key.to_string(), Json::from((c.read)(m))))
+                .collect();
+            (name.clone(), Json::Object(fields))
+        })
+        .collect()
 }
 
 /// `GET /api/v2/health`: the verdict and the numbers behind it.

@@ -10,8 +10,9 @@
 //! `fluentbit_storage_*` / `fluentbit_input_storage_*` are not exported.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use kb_core::metrics::{get, Metrics};
+use kb_core::metrics::{get, InputMetrics, Metrics, OutputMetrics};
 
 /// Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,91 @@ fn plugin_help(name: &str) -> &'static str {
     }
 }
 
+/// One engine counter of an input or output instance: its key in `/api/v1/metrics`, which
+/// also names the Prometheus family `fluentbit_<input|output>_<key>_total`.
+pub struct EngineCounter<M> {
+    pub key: &'static str,
+    pub help: &'static str,
+    pub read: fn(&M) -> u64,
+}
+
+/// The input counters, in Fluent Bit's order.
+pub const INPUT_COUNTERS: &[EngineCounter<InputMetrics>] = &[
+    EngineCounter {
+        key: "records",
+        help: "Number of input records.",
+        read: |m| get(&m.records),
+    },
+    EngineCounter {
+        key: "bytes",
+        help: "Number of input bytes.",
+        read: |m| get(&m.bytes),
+    },
+];
+
+/// The output counters, in Fluent Bit's order.
+pub const OUTPUT_COUNTERS: &[EngineCounter<OutputMetrics>] = &[
+    EngineCounter {
+        key: "proc_records",
+        help: "Number of processed output records.",
+        read: |m| get(&m.proc_records),
+    },
+    EngineCounter {
+        key: "proc_bytes",
+        help: "Number of processed output bytes.",
+        read: |m| get(&m.proc_bytes),
+    },
+    EngineCounter {
+        key: "errors",
+        help: "Number of output errors.",
+        read: |m| get(&m.errors),
+    },
+    EngineCounter {
+        key: "retries",
+        help: "Number of output retries.",
+        read: |m| get(&m.retries),
+    },
+    EngineCounter {
+        key: "retries_failed",
+        help: "Number of abandoned batches because the maximum number of re-tries was reached.",
+        read: |m| get(&m.retries_failed),
+    },
+    EngineCounter {
+        key: "dropped_records",
+        help: "Number of dropped records.",
+        read: |m| get(&m.dropped_records),
+    },
+    EngineCounter {
+        key: "retried_records",
+        help: "Number of retried records.",
+        read: |m| get(&m.retried_records),
+    },
+];
+
+/// One counter family per entry of `counters`, a sample per instance labelled `name`.
+fn engine_families<M>(
+    out: &mut Vec<Family>,
+    kind: &str,
+    counters: &[EngineCounter<M>],
+    instances: &[(String, Arc<M>)],
+) {
+    for c in counters {
+        let mut f = family(
+            &format!("fluentbit_{kind}_{}_total", c.key),
+            c.help,
+            Kind::Counter,
+        );
+        for (instance, m) in instances {
+            f.samples.push(Sample {
+                suffix: "",
+                labels: vec![label("name", instance)],
+                value: Value::Int((c.read)(m)),
+            });
+        }
+        out.push(f);
+    }
+}
+
 /// Every family, in a stable order: process, inputs, outputs, then plugin metrics.
 pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     let host: Vec<(String, String)> = p.hostname.iter().map(|h| label("hostname", h)).collect();
@@ -128,82 +214,8 @@ pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     });
     out.push(f);
 
-    let inputs = metrics.inputs();
-    type InField = fn(&kb_core::metrics::InputMetrics) -> u64;
-    let input_fields: [(&str, &str, InField); 2] = [
-        (
-            "fluentbit_input_records_total",
-            "Number of input records.",
-            |m| get(&m.records),
-        ),
-        (
-            "fluentbit_input_bytes_total",
-            "Number of input bytes.",
-            |m| get(&m.bytes),
-        ),
-    ];
-    for (name, help, read) in input_fields {
-        let mut f = family(name, help, Kind::Counter);
-        for (instance, m) in &inputs {
-            f.samples.push(Sample {
-                suffix: "",
-                labels: vec![label("name", instance)],
-                value: Value::Int(read(m)),
-            });
-        }
-        out.push(f);
-    }
-
-    let outputs = metrics.outputs();
-    type OutField = fn(&kb_core::metrics::OutputMetrics) -> u64;
-    let output_fields: [(&str, &str, OutField); 7] = [
-        (
-            "fluentbit_output_proc_records_total",
-            "Number of processed output records.",
-            |m| get(&m.proc_records),
-        ),
-        (
-            "fluentbit_output_proc_bytes_total",
-            "Number of processed output bytes.",
-            |m| get(&m.proc_bytes),
-        ),
-        (
-            "fluentbit_output_errors_total",
-            "Number of output errors.",
-            |m| get(&m.errors),
-        ),
-        (
-            "fluentbit_output_retries_total",
-            "Number of output retries.",
-            |m| get(&m.retries),
-        ),
-        (
-            "fluentbit_output_retries_failed_total",
-            "Number of abandoned batches because the maximum number of re-tries was reached.",
-            |m| get(&m.retries_failed),
-        ),
-        (
-            "fluentbit_output_dropped_records_total",
-            "Number of dropped records.",
-            |m| get(&m.dropped_records),
-        ),
-        (
-            "fluentbit_output_retried_records_total",
-            "Number of retried records.",
-            |m| get(&m.retried_records),
-        ),
-    ];
-    for (name, help, read) in output_fields {
-        let mut f = family(name, help, Kind::Counter);
-        for (instance, m) in &outputs {
-            f.samples.push(Sample {
-                suffix: "",
-                labels: vec![label("name", instance)],
-                value: Value::Int(read(m)),
-            });
-        }
-        out.push(f);
-    }
+    engine_families(&mut out, "input", INPUT_COUNTERS, &metrics.inputs());
+    engine_families(&mut out, "output", OUTPUT_COUNTERS, &metrics.outputs());
 
     let mut f = family(
         "fluentbit_process_start_time_seconds",
@@ -251,35 +263,22 @@ fn plugin_families(metrics: &Metrics) -> Vec<Family> {
                 .filter(|base| histograms.contains(base))
         };
         let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| label(k, v)).collect();
-        let (fname, kind, sample) = if let Some(base) = hist_part("_bucket") {
-            let s = Sample {
-                suffix: "_bucket",
-                labels,
-                value: Value::Int(*value),
-            };
-            (base, Kind::Histogram, s)
+        let int = Value::Int(*value);
+        let (fname, kind, suffix, value) = if let Some(base) = hist_part("_bucket") {
+            (base, Kind::Histogram, "_bucket", int)
         } else if let Some(base) = hist_part("_sum_micros") {
             // The registry keeps integer microseconds; Prometheus wants base units.
-            let s = Sample {
-                suffix: "_sum",
-                labels,
-                value: Value::Float(*value as f64 / 1e6),
-            };
-            (base, Kind::Histogram, s)
+            let secs = Value::Float(*value as f64 / 1e6);
+            (base, Kind::Histogram, "_sum", secs)
         } else if let Some(base) = hist_part("_count") {
-            let s = Sample {
-                suffix: "_count",
-                labels,
-                value: Value::Int(*value),
-            };
-            (base, Kind::Histogram, s)
+            (base, Kind::Histogram, "_count", int)
         } else {
-            let s = Sample {
-                suffix: "",
-                labels,
-                value: Value::Int(*value),
-            };
-            (*name, Kind::Counter, s)
+            (*name, Kind::Counter, "", int)
+        };
+        let sample = Sample {
+            suffix,
+            labels,
+            value,
         };
         match families.iter_mut().find(|f| f.name == fname) {
             Some(f) => f.samples.push(sample),

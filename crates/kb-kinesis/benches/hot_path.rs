@@ -200,8 +200,8 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("response");
-    let ok = all_ok_response();
-    let partial = partial_response();
+    let ok = response(None);
+    let partial = response(Some(10));
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("parse_500_accepted", |b| {
         b.iter(|| {
@@ -224,25 +224,13 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-fn all_ok_response() -> Vec<u8> {
+/// A PutRecords answer for `RECORDS` entries; with `fail_every`, every such entry (from the
+/// fourth) failed with ProvisionedThroughputExceededException.
+fn response(fail_every: Option<usize>) -> Vec<u8> {
+    let failed = |i: usize| fail_every.is_some_and(|k| i % k == 3);
     let entries: Vec<String> = (0..RECORDS)
         .map(|i| {
-            format!(
-                r#"{{"SequenceNumber":"49543463076548007577105092703039560359975228518395{i:06}","ShardId":"shardId-000000000000"}}"#
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"FailedRecordCount":0,"Records":[{}]}}"#,
-        entries.join(",")
-    )
-    .into_bytes()
-}
-
-fn partial_response() -> Vec<u8> {
-    let entries: Vec<String> = (0..RECORDS)
-        .map(|i| {
-            if i % 10 == 3 {
+            if failed(i) {
                 r#"{"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded for shard shardId-000000000000 in stream bench under account 111122223333."}"#.to_string()
             } else {
                 format!(
@@ -251,8 +239,9 @@ fn partial_response() -> Vec<u8> {
             }
         })
         .collect();
+    let failed_count = (0..RECORDS).filter(|&i| failed(i)).count();
     format!(
-        r#"{{"FailedRecordCount":50,"Records":[{}]}}"#,
+        r#"{{"FailedRecordCount":{failed_count},"Records":[{}]}}"#,
         entries.join(",")
     )
     .into_bytes()

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{agent, assert_success, run_with_stdin, stderr};
-use kb_testkit::sink::{FaultKind, FaultPlan, Sink, SinkConfig};
+use kb_testkit::sink::{FaultKind, FaultPlan, Sink, SinkConfig, SinkStats};
 
 fn records(n: u64) -> Vec<u8> {
     let mut input = Vec::new();
@@ -41,40 +41,55 @@ async fn sink(faults: FaultPlan) -> Sink {
     Sink::start(SinkConfig::default().id_field("seq").faults(faults)).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_record_exactly_once_through_failures_throttles_500s_and_resets() {
-    const N: u64 = 20_000;
+/// Ship records 0..n through a sink that fails 10 % of the entries (throughput exceeded or
+/// internal failure) and the given fractions of the requests; asserts every record arrived
+/// exactly once and the agent exited 0, and returns the sink's counters.
+async fn exactly_once_through(
+    n: u64,
+    seed: u64,
+    throttle: f64,
+    error500: f64,
+    drop_connection: f64,
+) -> SinkStats {
     let sink = sink(
         FaultPlan::new()
-            .seed(42)
+            .seed(seed)
             .fail_entries(
                 0.10,
                 &["ProvisionedThroughputExceededException", "InternalFailure"],
             )
-            // Per request: with ~50 requests these fractions make every kind happen.
-            .throttle(0.1)
-            .error500(0.1)
-            .drop_connection(0.1),
+            .throttle(throttle)
+            .error500(error500)
+            .drop_connection(drop_connection),
     )
     .await;
     let ep = sink.endpoint();
-    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), ""))
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(n), ""))
         .await
         .unwrap();
     let st = sink.stats();
+    let missing = sink.missing(0..n);
     assert!(
-        sink.missing(0..N).is_empty(),
+        missing.is_empty(),
         "lost {} records; {st:?}\n{}",
-        sink.missing(0..N).len(),
+        missing.len(),
         stderr(&out)
     );
+    let dups = sink.duplicates();
     assert!(
-        sink.duplicates().is_empty(),
+        dups.is_empty(),
         "duplicated: {:?}",
-        &sink.duplicates()[..sink.duplicates().len().min(10)]
+        &dups[..dups.len().min(10)]
     );
-    assert!(sink.unexpected(0..N).is_empty());
+    assert!(sink.unexpected(0..n).is_empty());
     assert_success(&out);
+    st
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_exactly_once_through_failures_throttles_500s_and_resets() {
+    // Per request: with ~50 requests these fractions make every kind happen.
+    let st = exactly_once_through(20_000, 42, 0.1, 0.1, 0.1).await;
     // The faults really happened.
     assert!(
         st.entries_failed > 0 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
@@ -89,37 +104,7 @@ async fn every_record_exactly_once_through_failures_throttles_500s_and_resets() 
 #[tokio::test(flavor = "multi_thread")]
 async fn fault_run_mix_over_100k_records_loses_and_duplicates_nothing() {
     const N: u64 = 100_000;
-    let sink = sink(
-        FaultPlan::new()
-            .seed(7)
-            .fail_entries(
-                0.10,
-                &["ProvisionedThroughputExceededException", "InternalFailure"],
-            )
-            .throttle(0.02)
-            .error500(0.01)
-            .drop_connection(0.01),
-    )
-    .await;
-    let ep = sink.endpoint();
-    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), ""))
-        .await
-        .unwrap();
-    let st = sink.stats();
-    let missing = sink.missing(0..N);
-    assert!(
-        missing.is_empty(),
-        "lost {} records; {st:?}\n{}",
-        missing.len(),
-        stderr(&out)
-    );
-    assert!(
-        sink.duplicates().is_empty(),
-        "{:?}",
-        &sink.duplicates()[..1]
-    );
-    assert!(sink.unexpected(0..N).is_empty());
-    assert_success(&out);
+    let st = exactly_once_through(N, 7, 0.02, 0.01, 0.01).await;
     assert_eq!(st.unique_ids, N);
     assert!(
         st.entries_failed > N / 20 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
