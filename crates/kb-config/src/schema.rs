@@ -130,9 +130,9 @@ pub const INPUT_GENERIC_KEYS: &[KeySpec] = &[
     ),
     KeySpec::new(
         "storage.type",
-        KeyType::Enum(&["memory"]),
-        Some("memory"),
-        "chunk storage of this input",
+        KeyType::Enum(&["memory", "filesystem"]),
+        None,
+        "chunk storage of this input: memory, or filesystem (needs storage.path)",
     ),
 ];
 

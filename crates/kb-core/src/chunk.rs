@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::input::MemAccount;
+use crate::metrics::InputMetrics;
+use crate::store::{Journal, StoredChunk};
 
 /// A sealed chunk: events of one input and tag, in Fluent Bit's msgpack layout.
 ///
@@ -24,6 +26,10 @@ pub struct Chunk {
     pub input: Arc<str>,
     pub created: Instant,
     account: Option<Arc<MemAccount>>,
+    /// The chunk's file when its input buffers on the filesystem.
+    pub(crate) stored: Option<Arc<StoredChunk>>,
+    /// The input's gauges, which count this chunk as up and busy while it lives.
+    gauges: Option<Arc<InputMetrics>>,
 }
 
 static NEXT_CHUNK_ID: AtomicU64 = AtomicU64::new(1);
@@ -39,17 +45,26 @@ impl Chunk {
             input: Arc::from(""),
             created: Instant::now(),
             account: None,
+            stored: None,
+            gauges: None,
         }
     }
 
+    /// A chunk whose bytes are already charged to `account` (appended by an input, or
+    /// loaded from its file), counted in `gauges` while it is in memory.
     pub(crate) fn with_account(
         tag: Arc<str>,
         data: Bytes,
         records: usize,
         input: Arc<str>,
         account: Arc<MemAccount>,
+        stored: Option<Arc<StoredChunk>>,
+        gauges: Arc<InputMetrics>,
     ) -> Self {
-        // The bytes were charged to `account` when they were appended.
+        gauges.chunk_up(data.len());
+        if let Some(s) = &stored {
+            s.store.chunk_up();
+        }
         Chunk {
             id: NEXT_CHUNK_ID.fetch_add(1, Ordering::Relaxed),
             tag,
@@ -58,7 +73,14 @@ impl Chunk {
             input,
             created: Instant::now(),
             account: Some(account),
+            stored,
+            gauges: Some(gauges),
         }
+    }
+
+    /// Whether the input that produced it is over its memory bound.
+    pub(crate) fn account_is_over(&self) -> bool {
+        self.account.as_ref().is_some_and(|a| a.is_over())
     }
 
     /// Size of the event data in bytes.
@@ -72,6 +94,13 @@ impl Drop for Chunk {
         if let Some(a) = &self.account {
             a.release(self.data.len());
         }
+        if let Some(g) = &self.gauges {
+            g.chunk_released(self.data.len());
+        }
+        // The file stays: it is deleted only when every route settled it.
+        if let Some(s) = &self.stored {
+            s.store.chunk_released();
+        }
     }
 }
 
@@ -80,13 +109,23 @@ impl Drop for Chunk {
 /// Kept across retries, so a retry sends only what is still pending. Records are numbered by
 /// their position in the chunk. A bitset rather than a prefix because Kinesis accepts and
 /// rejects individual entries anywhere in a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     words: Vec<u64>,
     total: usize,
     done: usize,
     dropped: usize,
+    /// Where [`Progress::checkpoint`] persists it (filesystem-buffered chunks only).
+    journal: Option<Journal>,
 }
+
+impl PartialEq for Progress {
+    fn eq(&self, o: &Self) -> bool {
+        self.words == o.words && self.total == o.total && self.dropped == o.dropped
+    }
+}
+
+impl Eq for Progress {}
 
 impl Progress {
     /// Nothing delivered yet of `total` records.
@@ -96,6 +135,45 @@ impl Progress {
             total,
             done: 0,
             dropped: 0,
+            journal: None,
+        }
+    }
+
+    /// Progress read back from a chunk file: `words` is the saved bitset.
+    pub fn restore(total: usize, mut words: Vec<u64>, dropped: usize) -> Self {
+        words.resize(total.div_ceil(64), 0);
+        if !total.is_multiple_of(64) {
+            if let Some(last) = words.last_mut() {
+                *last &= (1u64 << (total % 64)) - 1;
+            }
+        }
+        let done = words.iter().map(|w| w.count_ones() as usize).sum();
+        Progress {
+            words,
+            total,
+            done,
+            dropped: dropped.min(done),
+            journal: None,
+        }
+    }
+
+    pub(crate) fn attach_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// Persist what was marked since the last checkpoint, when the chunk lives in a file;
+    /// a no-op otherwise. Outputs call it after each answer that accepted records, so a
+    /// crash re-sends at most the requests in flight.
+    pub fn checkpoint(&mut self) {
+        let Progress {
+            words,
+            total,
+            done,
+            dropped,
+            journal,
+        } = self;
+        if let Some(j) = journal {
+            j.save(*done, *total, *dropped, words);
         }
     }
 
@@ -195,6 +273,14 @@ mod tests {
         p.mark_all_done();
         assert!(p.is_complete());
         assert_eq!(p.pending().count(), 0);
+    }
+
+    #[test]
+    fn restored_progress_counts_its_bits() {
+        let p = Progress::restore(70, vec![0b1011, u64::MAX], 1);
+        assert_eq!(p.done_count(), 3 + 6);
+        assert!(p.is_done(69) && !p.is_done(2));
+        assert_eq!(Progress::restore(3, vec![], 0).pending_count(), 3);
     }
 
     #[test]

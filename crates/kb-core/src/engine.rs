@@ -21,6 +21,8 @@ use crate::input::{InputContext, InputState, MemLimit};
 use crate::metrics::{self, Metrics, OutputMetrics};
 use crate::plugin::{Filter, FlushResult, Input, Output, OutputWorker, PluginError};
 use crate::retry::{may_retry, Backoff};
+use crate::store::file::SavedProgress;
+use crate::store::{Journal, StorageConfig, Store};
 use crate::tag::TagMatcher;
 
 /// Service-level settings of the engine.
@@ -37,6 +39,8 @@ pub struct EngineConfig {
     /// The memory bound of an input without `Mem_Buf_Limit`; `None` leaves it unbounded, as
     /// Fluent Bit does. Pausing at this bound is routine, so it is logged at debug level only.
     pub default_mem_buf_limit: Option<usize>,
+    /// `storage.path` and the other `storage.*` keys; `None` buffers in memory only.
+    pub storage: Option<StorageConfig>,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
             backoff: Backoff::default(),
             chunk_max_bytes: 2 * 1024 * 1024,
             default_mem_buf_limit: None,
+            storage: None,
         }
     }
 }
@@ -60,6 +65,8 @@ pub struct InputInstance {
     pub tag: String,
     /// `Mem_Buf_Limit` in bytes.
     pub mem_buf_limit: Option<usize>,
+    /// `storage.type filesystem` (needs [`EngineConfig::storage`]).
+    pub filesystem: bool,
     pub plugin: Box<dyn Input>,
 }
 
@@ -87,8 +94,10 @@ pub struct OutputInstance {
 pub struct EngineReport {
     /// Route tasks still unfinished when `Grace` ran out.
     pub unfinished_tasks: usize,
-    /// Records of those tasks that were never delivered (lost: memory buffering only).
+    /// Records of those tasks that were never delivered and are lost (memory buffering).
     pub lost_records: usize,
+    /// Undelivered records that stay in chunk files for the next start.
+    pub kept_records: usize,
 }
 
 struct Task {
@@ -113,6 +122,9 @@ pub(crate) struct Shared {
     inputs: Mutex<Vec<Arc<InputState>>>,
     inflight: AtomicUsize,
     pending_records: AtomicUsize,
+    /// The part of `pending_records` that lives in chunk files.
+    pending_stored: AtomicUsize,
+    store: Option<Arc<Store>>,
     idle: Notify,
     exit_requested: AtomicBool,
     exit: Notify,
@@ -120,40 +132,94 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Route a sealed chunk to every matching output.
+    /// Route a chunk an input sealed. A filesystem chunk waits on disk instead when memory
+    /// is short or older chunks wait (they go first).
     pub(crate) fn dispatch(&self, chunk: Chunk) {
+        if let Some(stored) = &chunk.stored {
+            if chunk.account_is_over() || stored.store.must_go_down() {
+                stored.store.push_down(stored.clone());
+                return; // dropping the chunk frees its memory; the file stays
+            }
+        }
+        self.route(chunk, &[]);
+    }
+
+    /// Route `chunk` to every matching output, resuming each route from `saved` (what a
+    /// previous run delivered); routes that had finished are skipped.
+    fn route(&self, chunk: Chunk, saved: &[(String, SavedProgress)]) {
         let chunk = Arc::new(chunk);
-        let mut routed = false;
-        for route in self.routes.iter().filter(|r| r.matcher.matches(&chunk.tag)) {
-            routed = true;
+        let mut tasks = Vec::new();
+        for (idx, route) in self.routes.iter().enumerate() {
+            if !route.matcher.matches(&chunk.tag) {
+                continue;
+            }
+            let progress = match saved.iter().find(|(r, _)| **r == *route.name) {
+                Some((_, s)) if s.finished => continue,
+                Some((_, s)) => Progress::restore(chunk.records, s.words.clone(), s.dropped),
+                None => Progress::new(chunk.records),
+            };
+            if progress.is_complete() {
+                continue;
+            }
+            tasks.push((idx, progress));
+        }
+        if tasks.is_empty() {
+            tracing::debug!(target: "router",
+                "no output matches tag '{}' (or all are done): {} records discarded", chunk.tag, chunk.records);
+        }
+        if let Some(stored) = &chunk.stored {
+            stored.set_routes(tasks.len());
+        }
+        for (idx, mut progress) in tasks {
+            let route = &self.routes[idx];
             self.inflight.fetch_add(1, Ordering::AcqRel);
             self.pending_records
-                .fetch_add(chunk.records, Ordering::AcqRel);
+                .fetch_add(progress.pending_count(), Ordering::AcqRel);
+            if let Some(stored) = &chunk.stored {
+                self.pending_stored
+                    .fetch_add(progress.pending_count(), Ordering::AcqRel);
+                progress.attach_journal(Journal::new(
+                    stored.clone(),
+                    route.name.clone(),
+                    progress.done_count(),
+                ));
+            }
             let task = Task {
-                progress: Progress::new(chunk.records),
+                progress,
                 chunk: chunk.clone(),
                 retries: 0,
             };
             if let Err(mpsc::error::SendError(task)) = route.tx.send(task) {
-                // The output already stopped (end of shutdown): what it would get is lost.
-                self.finish(&task);
+                // The output already stopped (end of shutdown): lost, or kept on disk.
+                self.finish(idx, &task, false);
             }
         }
-        if !routed {
-            tracing::debug!(target: "router",
-                "no output matches tag '{}': {} records discarded", chunk.tag, chunk.records);
+    }
+
+    fn record_done(&self, chunk: &Chunk, n: usize) {
+        self.pending_records.fetch_sub(n, Ordering::AcqRel);
+        if chunk.stored.is_some() {
+            self.pending_stored.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
-    fn record_done(&self, n: usize) {
-        self.pending_records.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// A route task ends: its still-pending records stop counting as pending.
-    fn finish(&self, task: &Task) {
-        self.record_done(task.progress.pending_count());
+    /// A route task ends: its still-pending records stop counting as pending. `settled`
+    /// says the route is done with the chunk for good (delivered or dropped); otherwise it
+    /// was abandoned at shutdown and a chunk file keeps it for the next start.
+    fn finish(&self, route_idx: usize, task: &Task, settled: bool) {
+        self.record_done(&task.chunk, task.progress.pending_count());
+        if let (true, Some(stored)) = (settled, &task.chunk.stored) {
+            stored.settle_route(&self.routes[route_idx].name, task.progress.total());
+        }
         if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
+        }
+    }
+
+    /// `storage.keep.rejected`: copy what a route gives up on before it is dropped.
+    fn keep_rejected(&self, route_idx: usize, task: &Task) {
+        if let Some(store) = self.store.as_ref().filter(|s| s.config.keep_rejected) {
+            store.reject(&self.routes[route_idx].name, &task.chunk, &task.progress);
         }
     }
 
@@ -257,6 +323,28 @@ impl Engine {
             });
         }
 
+        let store = match &config.storage {
+            Some(cfg) => Some(
+                Store::open(cfg.clone(), metrics.clone())
+                    .map_err(|e| PluginError::new(format!("[storage] {e}")))?,
+            ),
+            None => None,
+        };
+        for input in inputs.iter().filter(|i| i.filesystem) {
+            let Some(store) = &store else {
+                return Err(PluginError::new(format!(
+                    "[input {}] storage.type filesystem needs storage.path (-b)",
+                    input.name
+                )));
+            };
+            store.prepare_input(&input.name).map_err(|e| {
+                PluginError::new(format!(
+                    "[storage] cannot create the directory of {}: {e}",
+                    input.name
+                ))
+            })?;
+        }
+
         let (draining, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -265,6 +353,8 @@ impl Engine {
             inputs: Mutex::new(Vec::new()),
             inflight: AtomicUsize::new(0),
             pending_records: AtomicUsize::new(0),
+            pending_stored: AtomicUsize::new(0),
+            store,
             idle: Notify::new(),
             exit_requested: AtomicBool::new(false),
             exit: Notify::new(),
@@ -299,6 +389,11 @@ impl Engine {
                 &input.tag,
                 limit,
                 metrics.input(&input.name),
+                if input.filesystem {
+                    shared.store.clone()
+                } else {
+                    None
+                },
             ));
             shared
                 .inputs
@@ -335,6 +430,20 @@ impl Engine {
                 }
             })
         };
+
+        let loader = shared.store.clone().map(|store| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut draining = shared.draining.subscribe();
+                loop {
+                    let (chunk, saved) = tokio::select! {
+                        loaded = store.next_loaded() => loaded,
+                        _ = draining.wait_for(|d| *d), if !store.config.backlog_flush_on_shutdown => return,
+                    };
+                    shared.route(chunk, &saved);
+                }
+            })
+        });
 
         tokio::pin!(shutdown);
         tokio::select! {
@@ -375,16 +484,30 @@ impl Engine {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        if let Some(l) = loader {
+            l.abort();
+        }
+        let pending = shared.pending_records.load(Ordering::Acquire);
+        let kept = shared.pending_stored.load(Ordering::Acquire);
         let report = EngineReport {
             unfinished_tasks: shared.inflight.load(Ordering::Acquire),
-            lost_records: shared.pending_records.load(Ordering::Acquire),
+            lost_records: pending - kept,
+            kept_records: kept,
         };
         worker_set.abort_all();
         while worker_set.join_next().await.is_some() {}
-        if report.unfinished_tasks > 0 {
+        if report.lost_records > 0 {
             tracing::warn!(target: "engine",
                 "grace period ended with {} pending tasks: {} records not delivered",
                 report.unfinished_tasks, report.lost_records);
+        }
+        if let Some(store) = &shared.store {
+            let waiting = store.backlog_len();
+            if kept > 0 || waiting > 0 {
+                tracing::info!(target: "storage",
+                    "{kept} undelivered records of busy chunks and {waiting} chunks waiting on disk stay in {} for the next start",
+                    store.config.path.display());
+            }
         }
         tracing::info!(target: "engine", "service has stopped ({} pending tasks)", report.unfinished_tasks);
         Ok(report)
@@ -407,6 +530,7 @@ async fn run_worker(
         let before_done = task.progress.done_count();
         let before_dropped = task.progress.dropped_count();
         let result = worker.flush(&task.chunk, &mut task.progress).await;
+        task.progress.checkpoint();
         let newly_done = task.progress.done_count() - before_done;
         let dropped = task.progress.dropped_count() - before_dropped;
         metrics::add(&m.dropped_records, dropped as u64);
@@ -424,7 +548,7 @@ async fn run_worker(
             &m.proc_bytes,
             (task.chunk.size() * delivered / total) as u64,
         );
-        shared.record_done(newly_done);
+        shared.record_done(&task.chunk, newly_done);
         match result {
             FlushResult::Ok => {
                 if task.retries > 0 {
@@ -433,9 +557,11 @@ async fn run_worker(
                         task.retries, task.chunk.input, route.name);
                 }
                 // finish() retires the still-pending records: they were just delivered.
-                shared.finish(&task);
+                shared.finish(route_idx, &task, true);
             }
-            FlushResult::Retry if task.progress.is_complete() => shared.finish(&task),
+            FlushResult::Retry if task.progress.is_complete() => {
+                shared.finish(route_idx, &task, true)
+            }
             FlushResult::Retry => {
                 if may_retry(route.retry_limit, task.retries) {
                     task.retries += 1;
@@ -459,7 +585,8 @@ async fn run_worker(
                     tracing::error!(target: "engine",
                         "chunk '{chunk_id}' cannot be retried: input={} > output={}; {pending} records dropped",
                         task.chunk.input, route.name);
-                    shared.finish(&task);
+                    shared.keep_rejected(route_idx, &task);
+                    shared.finish(route_idx, &task, true);
                 }
             }
             FlushResult::Error => {
@@ -469,7 +596,8 @@ async fn run_worker(
                 tracing::error!(target: "engine",
                     "chunk '{chunk_id}' could not be delivered: input={} > output={}; {pending} records dropped",
                     task.chunk.input, route.name);
-                shared.finish(&task);
+                shared.keep_rejected(route_idx, &task);
+                shared.finish(route_idx, &task, true);
             }
         }
     }
@@ -484,7 +612,7 @@ fn schedule_retry(shared: Arc<Shared>, route_idx: usize, task: Task, delay: Dura
             _ = draining.wait_for(|d| *d) => {}
         }
         if let Err(mpsc::error::SendError(task)) = shared.routes[route_idx].tx.send(task) {
-            shared.finish(&task);
+            shared.finish(route_idx, &task, false);
         }
     });
 }

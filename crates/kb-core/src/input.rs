@@ -11,6 +11,8 @@ use tokio::sync::{watch, Notify};
 use crate::chunk::Chunk;
 use crate::engine::Shared;
 use crate::metrics::{self, InputMetrics};
+use crate::store::file::ChunkWriter;
+use crate::store::Store;
 
 /// How an input's buffered bytes are bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct MemAccount {
     used: AtomicUsize,
     limit: Option<usize>,
     released: Notify,
+    /// The input whose `mem_bytes` gauge follows this account.
+    gauges: Option<Arc<InputMetrics>>,
 }
 
 impl MemAccount {
@@ -47,15 +51,22 @@ impl MemAccount {
             used: AtomicUsize::new(0),
             limit,
             released: Notify::new(),
+            gauges: None,
         }
     }
 
     pub(crate) fn add(&self, n: usize) {
         self.used.fetch_add(n, Ordering::AcqRel);
+        if let Some(g) = &self.gauges {
+            g.mem_bytes.fetch_add(n as i64, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn release(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
+        if let Some(g) = &self.gauges {
+            g.mem_bytes.fetch_sub(n as i64, Ordering::Relaxed);
+        }
         self.released.notify_waiters();
     }
 
@@ -73,6 +84,8 @@ impl MemAccount {
 struct OpenChunk {
     buf: Vec<u8>,
     records: usize,
+    /// The chunk's file (filesystem inputs); `None` after a failed write.
+    file: Option<ChunkWriter>,
 }
 
 /// One input instance's state shared by its task and the engine's flush timer.
@@ -85,19 +98,39 @@ pub(crate) struct InputState {
     pub(crate) metrics: Arc<InputMetrics>,
     open: Mutex<HashMap<Arc<str>, OpenChunk>>,
     paused: AtomicBool,
+    /// Set for `storage.type filesystem`: chunks are written to files as they fill.
+    store: Option<Arc<Store>>,
 }
 
 impl InputState {
-    pub(crate) fn new(name: &str, tag: &str, limit: MemLimit, metrics: Arc<InputMetrics>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        tag: &str,
+        limit: MemLimit,
+        metrics: Arc<InputMetrics>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
+        metrics
+            .mem_limit
+            .store(limit.bytes().unwrap_or(0) as u64, Ordering::Relaxed);
+        metrics.filesystem.store(store.is_some(), Ordering::Relaxed);
+        let mut account = MemAccount::new(limit.bytes());
+        account.gauges = Some(metrics.clone());
         InputState {
             name: Arc::from(name),
             tag: Arc::from(tag),
-            account: Arc::new(MemAccount::new(limit.bytes())),
+            account: Arc::new(account),
             loud_pauses: matches!(limit, MemLimit::Configured(_)),
             metrics,
             open: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
+            store,
         }
+    }
+
+    /// Whether chunks of this input are written to files.
+    pub(crate) fn is_filesystem(&self) -> bool {
+        self.store.is_some()
     }
 
     /// Seal every open chunk (the flush timer and shutdown call this).
@@ -110,12 +143,29 @@ impl InputState {
     }
 
     fn seal(&self, tag: Arc<str>, c: OpenChunk) -> Chunk {
+        self.metrics.chunks_open.fetch_sub(1, Ordering::Relaxed);
+        let stored = match (c.file, &self.store) {
+            (Some(w), Some(store)) => {
+                let path = w.path().to_path_buf();
+                match w.seal(c.records) {
+                    Ok(header) => Some(store.sealed(path, header, self.metrics.clone())),
+                    Err(e) => {
+                        store.write_failed("seal", &path, &e);
+                        let _ = std::fs::remove_file(&path);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         Chunk::with_account(
             tag,
             Bytes::from(c.buf),
             c.records,
             self.name.clone(),
             self.account.clone(),
+            stored,
+            self.metrics.clone(),
         )
     }
 
@@ -129,10 +179,32 @@ impl InputState {
             Some((k, _)) => k.clone(),
             None => Arc::from(tag),
         };
-        let c = open.entry(key.clone()).or_insert_with(|| OpenChunk {
-            buf: Vec::with_capacity(events.len().max(4096)),
-            records: 0,
+        let c = open.entry(key.clone()).or_insert_with(|| {
+            self.metrics.chunks_open.fetch_add(1, Ordering::Relaxed);
+            let file = self.store.as_ref().and_then(|store| {
+                store
+                    .create(&self.name, tag)
+                    .map_err(|e| {
+                        store.write_failed("create a chunk file in", &store.config.path, &e)
+                    })
+                    .ok()
+            });
+            OpenChunk {
+                buf: Vec::with_capacity(events.len().max(4096)),
+                records: 0,
+                file,
+            }
         });
+        // Written before append returns: the input acknowledges (forward) or advances its
+        // offset (tail) only after this.
+        if let (Some(w), Some(store)) = (&mut c.file, &self.store) {
+            if let Err(e) = w.append(events) {
+                let path = w.path().to_path_buf();
+                store.write_failed("write", &path, &e);
+                c.file = None;
+                let _ = std::fs::remove_file(&path);
+            }
+        }
         c.buf.extend_from_slice(events);
         c.records += records;
         if c.buf.len() >= max {
@@ -202,14 +274,18 @@ impl InputContext {
         }
     }
 
-    /// Whether the input is over its `Mem_Buf_Limit`.
+    /// Whether the input is over its `Mem_Buf_Limit` (never for a filesystem input).
     pub fn is_paused(&self) -> bool {
-        self.state.account.is_over()
+        !self.state.is_filesystem() && self.state.account.is_over()
     }
 
     /// Wait until the input may produce more: returns at once when under `Mem_Buf_Limit`,
     /// otherwise when enough buffered data was delivered, or when the engine stops.
+    /// A filesystem input never waits: what memory cannot hold waits on disk.
     pub async fn ready(&self) {
+        if self.state.is_filesystem() {
+            return;
+        }
         let account = &self.state.account;
         let mut stop = self.stop.clone();
         loop {

@@ -14,6 +14,7 @@ pub mod outputs;
 pub mod plugin;
 pub mod registry;
 pub mod retry;
+pub mod store;
 pub mod tag;
 
 pub use chunk::{Chunk, Progress};

@@ -1,7 +1,7 @@
 //! Per-instance counters the engine keeps, named after Fluent Bit's metrics so the admin
 //! server of a later issue can export them as `fluentbit_input_*` / `fluentbit_output_*`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Counters of one input instance.
@@ -11,6 +11,58 @@ pub struct InputMetrics {
     pub records: AtomicU64,
     /// `fluentbit_input_bytes_total`
     pub bytes: AtomicU64,
+    /// `storage.type filesystem`.
+    pub filesystem: AtomicBool,
+    /// The memory bound in bytes (0: none), for `/api/v1/storage` and the overlimit gauge.
+    pub mem_limit: AtomicU64,
+    /// `fluentbit_input_storage_memory_bytes`: bytes held in memory.
+    pub mem_bytes: AtomicI64,
+    /// Chunks being filled (open).
+    pub chunks_open: AtomicI64,
+    /// Sealed chunks in memory, handed to outputs (`chunks_busy`).
+    pub chunks_busy: AtomicI64,
+    /// Bytes of the busy chunks.
+    pub busy_bytes: AtomicI64,
+    /// Sealed chunks only on disk, waiting to be loaded (`chunks_down`).
+    pub chunks_down: AtomicI64,
+}
+
+impl InputMetrics {
+    pub(crate) fn chunk_up(&self, bytes: usize) {
+        self.chunks_busy.fetch_add(1, Ordering::Relaxed);
+        self.busy_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn chunk_released(&self, bytes: usize) {
+        self.chunks_busy.fetch_sub(1, Ordering::Relaxed);
+        self.busy_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
+    }
+
+    /// Chunks in memory: open plus busy (`chunks_up`).
+    pub fn chunks_up(&self) -> i64 {
+        self.chunks_open.load(Ordering::Relaxed) + self.chunks_busy.load(Ordering::Relaxed)
+    }
+}
+
+/// Storage-layer counters (filesystem buffering).
+#[derive(Debug, Default)]
+pub struct StorageCounters {
+    /// `storage.path` is set.
+    pub enabled: AtomicBool,
+    /// Chunk files skipped because they were torn or corrupt.
+    pub corrupt_chunks: AtomicU64,
+    /// Open chunk files left by a crash and sealed at start.
+    pub recovered_chunks: AtomicU64,
+    /// Chunk files replayed at start.
+    pub replayed_chunks: AtomicU64,
+    /// Chunks loaded back from disk (replayed ones and those that waited on disk).
+    pub loaded_chunks: AtomicU64,
+    /// Failed writes of chunk files or their journal.
+    pub write_errors: AtomicU64,
+    /// Chunks dropped by `storage.total_limit_size`.
+    pub dropped_chunks: AtomicU64,
+    /// Chunks copied to `storage.rejected.path`.
+    pub rejected_chunks: AtomicU64,
 }
 
 /// Counters of one output instance.
@@ -52,6 +104,8 @@ pub struct Metrics {
     inputs: Mutex<Vec<(String, Arc<InputMetrics>)>>,
     outputs: Mutex<Vec<(String, Arc<OutputMetrics>)>>,
     counters: Mutex<Vec<(CounterKey, Arc<AtomicU64>)>>,
+    /// The storage layer's counters.
+    pub storage: StorageCounters,
 }
 
 impl Metrics {

@@ -146,6 +146,7 @@ fn numbers(n: usize) -> InputInstance {
         name: "numbers.0".into(),
         tag: "app.log".into(),
         mem_buf_limit: None,
+        filesystem: false,
         plugin: Box::new(Numbers {
             n,
             batch: n.max(1),
@@ -415,6 +416,7 @@ async fn stalled_input_stops_at(
         name: "numbers.0".into(),
         tag: "t".into(),
         mem_buf_limit,
+        filesystem: false,
         plugin: Box::new(Numbers {
             n: 1_000_000,
             batch: 100,
@@ -476,6 +478,7 @@ async fn input_resumes_when_output_drains() {
         name: "numbers.0".into(),
         tag: "t".into(),
         mem_buf_limit: Some(LIMIT),
+        filesystem: false,
         plugin: Box::new(Numbers {
             n: 5_000,
             batch: 50,
@@ -511,6 +514,7 @@ async fn big_appends_seal_chunks_early_and_tags_get_their_own_chunks() {
         name: "a".into(),
         tag: "a".into(),
         mem_buf_limit: None,
+        filesystem: false,
         plugin: Box::new(Numbers {
             n: 300,
             batch: 10,
@@ -522,6 +526,7 @@ async fn big_appends_seal_chunks_early_and_tags_get_their_own_chunks() {
         name: "b".into(),
         tag: "ignored".into(),
         mem_buf_limit: None,
+        filesystem: false,
         plugin: Box::new(Numbers {
             n: 5,
             batch: 5,

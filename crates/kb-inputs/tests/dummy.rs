@@ -186,6 +186,7 @@ async fn pauses_while_over_mem_buf_limit() {
         name: "dummy.0".into(),
         tag: "dummy.0".into(),
         mem_buf_limit: Some(1),
+        filesystem: false,
         plugin: build(
             &dummy::PLUGIN,
             &[("rate", "10"), ("start_time_sec", "1700000000")],

@@ -49,6 +49,7 @@ async fn start_limited(kv: &[(&str, &str)], mem_buf_limit: Option<usize>, open: 
         name: "http.0".into(),
         tag: "http.0".into(),
         mem_buf_limit,
+        filesystem: false,
         plugin: input,
     });
     engine.add_output(OutputInstance {

@@ -52,6 +52,7 @@ impl Running {
             name: "tail.0".into(),
             tag: tag.into(),
             mem_buf_limit,
+            filesystem: false,
             plugin: input,
         });
         engine.add_output(OutputInstance {

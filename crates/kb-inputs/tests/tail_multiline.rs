@@ -40,6 +40,7 @@ async fn records(path: &Path, extra: &[(&str, &str)], want: usize) -> Vec<Rec> {
         name: "tail.0".into(),
         tag: "test".into(),
         mem_buf_limit: None,
+        filesystem: false,
         plugin: input,
     });
     engine.add_output(OutputInstance {

@@ -51,6 +51,7 @@ fn launch(port: u16, input: Box<dyn Input>, mem_buf_limit: Option<usize>, open: 
         name: "tcp.0".into(),
         tag: "tcp.0".into(),
         mem_buf_limit,
+        filesystem: false,
         plugin: input,
     });
     engine.add_output(OutputInstance {

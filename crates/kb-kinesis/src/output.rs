@@ -435,7 +435,13 @@ impl OutputWorker for KinesisWorker {
             let (answer, took) = self.sender.call("PutRecords", body.clone()).await;
             self.body.recycle(body);
             let (step, result) = match answer {
-                Answer::Ok(body) => self.on_ok(&body, progress, &mut group),
+                Answer::Ok(body) => {
+                    let r = self.on_ok(&body, progress, &mut group);
+                    // With filesystem storage this persists the accepted entries before
+                    // the next request: a crash re-sends at most the requests in flight.
+                    progress.checkpoint();
+                    r
+                }
                 Answer::Error(err, class) => {
                     let sent = self.in_request.clone();
                     self.requeue(&sent);

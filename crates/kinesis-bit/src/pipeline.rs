@@ -23,6 +23,8 @@ pub const DEFAULT_MEM_BUF_LIMIT: usize = 8 * 1024 * 1024;
 use kb_core::plugin::{NoParsers, ParserLookup};
 use kb_core::registry::{FilterPlugin, InputPlugin, OutputPlugin, ServiceContext};
 use kb_core::retry::Backoff;
+use kb_core::store::file::SyncMode;
+use kb_core::store::StorageConfig;
 use kb_core::tag::TagMatcher;
 use kb_inputs::parsers::ParserRegistry;
 
@@ -221,6 +223,7 @@ pub fn build(
                 cap: service.scheduler_cap,
             },
             default_mem_buf_limit: Some(DEFAULT_MEM_BUF_LIMIT),
+            storage: storage_config(service),
             ..EngineConfig::default()
         },
         svc.metrics.clone(),
@@ -239,12 +242,28 @@ pub fn build(
                 None
             }
         };
+        let filesystem = match props.str("storage.type") {
+            Some(t) => t.eq_ignore_ascii_case("filesystem"),
+            None => storage_inherited(service),
+        };
+        if filesystem && service.storage_path.is_none() {
+            let p = props.get("storage.type");
+            b.errors.push(ConfigError::new(
+                p.map(|p| p.location.clone())
+                    .unwrap_or(props.location.clone()),
+                format!(
+                    "[{}] storage.type filesystem needs storage.path in [SERVICE] (or -b PATH)",
+                    props.instance
+                ),
+            ));
+        }
         match (plugin.build)(&props, b.svc) {
             Ok(input) => engine.add_input(InputInstance {
                 plugin_name: plugin.spec.name.to_string(),
                 tag: props.str("tag").unwrap_or(&props.instance).to_string(),
                 name: props.instance.clone(),
                 mem_buf_limit,
+                filesystem,
                 plugin: input,
             }),
             Err(errs) => b.errors.extend(errs),
@@ -329,4 +348,52 @@ pub fn build(
     } else {
         Err(b.errors)
     }
+}
+
+/// The last value of a service `storage.*` key (validated by kb-config).
+fn storage_key<'a>(service: &'a ServiceConfig, key: &str) -> Option<&'a str> {
+    service
+        .storage
+        .iter()
+        .rev()
+        .find(|p| p.key.eq_ignore_ascii_case(key))
+        .map(|p| p.value.as_str())
+}
+
+fn storage_flag(service: &ServiceConfig, key: &str) -> bool {
+    storage_key(service, key)
+        .and_then(kb_config::values::parse_bool)
+        .unwrap_or(false)
+}
+
+/// `storage.inherit on` with a service `storage.type filesystem`: inputs without their own
+/// `storage.type` buffer on the filesystem.
+fn storage_inherited(service: &ServiceConfig) -> bool {
+    storage_flag(service, "storage.inherit")
+        && storage_key(service, "storage.type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("filesystem"))
+}
+
+/// The storage layer's settings, when `storage.path` is set.
+fn storage_config(service: &ServiceConfig) -> Option<StorageConfig> {
+    let mut c = StorageConfig::new(service.storage_path.clone()?);
+    if storage_key(service, "storage.sync").is_some_and(|v| v.eq_ignore_ascii_case("full")) {
+        c.sync = SyncMode::Full;
+    }
+    c.checksum = storage_flag(service, "storage.checksum");
+    if let Some(n) = storage_key(service, "storage.max_chunks_up").and_then(|v| v.parse().ok()) {
+        c.max_chunks_up = n;
+    }
+    if let Some(n) =
+        storage_key(service, "storage.backlog.mem_limit").and_then(kb_config::values::parse_size)
+    {
+        c.backlog_mem_limit = n as usize;
+    }
+    c.backlog_flush_on_shutdown = storage_flag(service, "storage.backlog.flush_on_shutdown");
+    c.delete_irrecoverable = storage_flag(service, "storage.delete_irrecoverable_chunks");
+    c.keep_rejected = storage_flag(service, "storage.keep.rejected");
+    if let Some(p) = storage_key(service, "storage.rejected.path") {
+        c.rejected_path = p.into();
+    }
+    Some(c)
 }

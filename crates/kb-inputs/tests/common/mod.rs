@@ -100,6 +100,7 @@ pub async fn run_input(
         name: "test.0".into(),
         tag: "test".into(),
         mem_buf_limit,
+        filesystem: false,
         plugin: input,
     });
     engine.add_output(OutputInstance {
