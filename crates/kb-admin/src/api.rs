@@ -8,7 +8,10 @@ use std::sync::Arc;
 use kb_core::metrics::Metrics;
 use serde_json::{json, Map, Value as Json};
 
-use crate::families::{EngineCounter, Family, Kind, Value, INPUT_COUNTERS, OUTPUT_COUNTERS};
+use crate::families::{
+    input_chunks, storage_totals, EngineCounter, Family, Kind, Value, INPUT_COUNTERS,
+    OUTPUT_COUNTERS,
+};
 use crate::health::{HealthConfig, HealthState};
 use crate::prometheus::{format_labels, format_value};
 
@@ -66,6 +69,61 @@ pub fn metrics(m: &Metrics) -> Json {
         "input": instances(INPUT_COUNTERS, &m.inputs()),
         "filter": {},
         "output": instances(OUTPUT_COUNTERS, &m.outputs()),
+    })
+}
+
+/// Fluent Bit's human-readable size: `512b`, `1.5K`, `8.0M`.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes}b");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    for unit in ["K", "M", "G"] {
+        if v < 1024.0 {
+            return format!("{v:.1}{unit}");
+        }
+        v /= 1024.0;
+    }
+    format!("{v:.1}T")
+}
+
+/// `GET /api/v1/storage`: the storage layer's chunk counts and each input's chunks.
+pub fn storage(m: &Metrics) -> Json {
+    let inputs = input_chunks(m);
+    let t = storage_totals(&inputs);
+    let per_input: Map<String, Json> = inputs
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                json!({
+                    "status": {
+                        "overlimit": c.overlimit,
+                        "mem_size": human_size(c.mem_bytes),
+                        "mem_limit": human_size(c.mem_limit),
+                    },
+                    "chunks": {
+                        "total": c.total(),
+                        "up": c.up,
+                        "down": c.down,
+                        "busy": c.busy,
+                        "busy_size": human_size(c.busy_bytes),
+                    }
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "storage_layer": {
+            "chunks": {
+                "total_chunks": t.total,
+                "mem_chunks": t.mem,
+                "fs_chunks": t.fs,
+                "fs_chunks_up": t.fs_up,
+                "fs_chunks_down": t.fs_down,
+            }
+        },
+        "input_chunks": per_input,
     })
 }
 

@@ -5,14 +5,16 @@
 //! instance as label `name`. Plugin counters come from [`Metrics::counters`] as registered; a
 //! plugin histogram is registered as plain counters (`X_bucket{le}`, `X_sum_micros`, `X_count`)
 //! and is reassembled here into one valid `histogram` family `X` (sum in seconds).
-//!
-//! No storage gauges yet: kinesis-bit has no storage layer (chunks live in memory only), so
-//! `fluentbit_storage_*` / `fluentbit_input_storage_*` are not exported.
+//! Storage gauges (`fluentbit_storage_*`, `fluentbit_input_storage_*`) are read from each
+//! input's chunk gauges; kinesis-bit adds counters of the filesystem layer
+//! (`fluentbit_storage_*_total`: corrupt, recovered, replayed, loaded chunks …).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use kb_core::metrics::{get, InputMetrics, Metrics, OutputMetrics};
+use std::sync::atomic::Ordering;
+
+use kb_core::metrics::{get, InputMetrics, Metrics, OutputMetrics, StorageCounters};
 
 /// Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,9 +245,214 @@ pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     });
     out.push(f);
 
+    storage_families(&mut out, metrics);
     out.extend(plugin_families(metrics));
     out.retain(|f| !f.samples.is_empty());
     out
+}
+
+/// One input's chunk gauges, as `/api/v1/storage` and the storage families show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InputChunks {
+    pub filesystem: bool,
+    pub overlimit: bool,
+    pub mem_bytes: u64,
+    pub mem_limit: u64,
+    pub up: u64,
+    pub down: u64,
+    pub busy: u64,
+    pub busy_bytes: u64,
+}
+
+impl InputChunks {
+    /// Read the gauges of one input (transient negative values read as 0).
+    pub fn read(m: &InputMetrics) -> Self {
+        let g = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed).max(0) as u64;
+        let mem_bytes = g(&m.mem_bytes);
+        let mem_limit = m.mem_limit.load(Ordering::Relaxed);
+        let filesystem = m.filesystem.load(Ordering::Relaxed);
+        InputChunks {
+            filesystem,
+            // A filesystem input never pauses: it is over its limit only in the sense that
+            // new chunks wait on disk.
+            overlimit: mem_limit > 0 && mem_bytes >= mem_limit,
+            mem_bytes,
+            mem_limit,
+            up: m.chunks_up().max(0) as u64,
+            down: g(&m.chunks_down),
+            busy: g(&m.chunks_busy),
+            busy_bytes: g(&m.busy_bytes),
+        }
+    }
+
+    /// Chunks up plus down.
+    pub fn total(&self) -> u64 {
+        self.up + self.down
+    }
+}
+
+/// The storage layer's totals over every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StorageTotals {
+    pub total: u64,
+    pub mem: u64,
+    pub fs: u64,
+    pub fs_up: u64,
+    pub fs_down: u64,
+}
+
+/// Sum the inputs' chunk gauges.
+pub fn storage_totals(inputs: &[(String, InputChunks)]) -> StorageTotals {
+    let mut t = StorageTotals::default();
+    for (_, c) in inputs {
+        t.total += c.total();
+        if c.filesystem {
+            t.fs += c.total();
+            t.fs_up += c.up;
+            t.fs_down += c.down;
+        } else {
+            t.mem += c.total();
+        }
+    }
+    t
+}
+
+/// Every input's chunk gauges.
+pub fn input_chunks(metrics: &Metrics) -> Vec<(String, InputChunks)> {
+    metrics
+        .inputs()
+        .iter()
+        .map(|(n, m)| (n.clone(), InputChunks::read(m)))
+        .collect()
+}
+
+/// kinesis-bit's counters of the filesystem layer: name suffix, help, reader.
+const STORAGE_COUNTERS: &[(&str, &str, fn(&StorageCounters) -> u64)] = &[
+    (
+        "corrupt_chunks",
+        "Chunk files skipped because they were torn or corrupt (kinesis-bit).",
+        |s| get(&s.corrupt_chunks),
+    ),
+    (
+        "recovered_chunks",
+        "Chunk files left open by a crash and sealed at start (kinesis-bit).",
+        |s| get(&s.recovered_chunks),
+    ),
+    (
+        "replayed_chunks",
+        "Chunk files found at start and queued for delivery (kinesis-bit).",
+        |s| get(&s.replayed_chunks),
+    ),
+    (
+        "loaded_chunks",
+        "Chunks loaded back from disk into memory (kinesis-bit).",
+        |s| get(&s.loaded_chunks),
+    ),
+    (
+        "write_errors",
+        "Failed writes of chunk files (kinesis-bit).",
+        |s| get(&s.write_errors),
+    ),
+    (
+        "dropped_chunks",
+        "Chunks dropped by storage.total_limit_size (kinesis-bit).",
+        |s| get(&s.dropped_chunks),
+    ),
+    (
+        "rejected_chunks",
+        "Chunks copied to storage.rejected.path (kinesis-bit).",
+        |s| get(&s.rejected_chunks),
+    ),
+];
+
+fn storage_families(out: &mut Vec<Family>, metrics: &Metrics) {
+    let inputs = input_chunks(metrics);
+    let t = storage_totals(&inputs);
+    for (name, help, v) in [
+        (
+            "fluentbit_storage_chunks",
+            "Total number of chunks in the storage layer.",
+            t.total,
+        ),
+        (
+            "fluentbit_storage_mem_chunks",
+            "Total number of memory chunks.",
+            t.mem,
+        ),
+        (
+            "fluentbit_storage_fs_chunks",
+            "Total number of filesystem chunks.",
+            t.fs,
+        ),
+        (
+            "fluentbit_storage_fs_chunks_up",
+            "Total number of filesystem chunks up in memory.",
+            t.fs_up,
+        ),
+        (
+            "fluentbit_storage_fs_chunks_down",
+            "Total number of filesystem chunks down.",
+            t.fs_down,
+        ),
+    ] {
+        let mut f = family(name, help, Kind::Gauge);
+        f.samples.push(Sample {
+            suffix: "",
+            labels: Vec::new(),
+            value: Value::Int(v),
+        });
+        out.push(f);
+    }
+    type Read = fn(&InputChunks) -> u64;
+    let per_input: [(&str, &str, Read); 7] = [
+        ("overlimit", "Is the input memory usage overlimit ?.", |c| {
+            c.overlimit as u64
+        }),
+        ("memory_bytes", "Memory bytes used by the chunks.", |c| {
+            c.mem_bytes
+        }),
+        ("chunks", "Total number of chunks.", |c| c.total()),
+        ("chunks_up", "Total number of chunks up in memory.", |c| {
+            c.up
+        }),
+        ("chunks_down", "Total number of chunks down.", |c| c.down),
+        (
+            "chunks_busy",
+            "Total number of chunks in a busy state.",
+            |c| c.busy,
+        ),
+        (
+            "chunks_busy_bytes",
+            "Total number of bytes used by chunks in a busy state.",
+            |c| c.busy_bytes,
+        ),
+    ];
+    for (key, help, read) in per_input {
+        let mut f = family(&format!("fluentbit_input_storage_{key}"), help, Kind::Gauge);
+        for (name, c) in &inputs {
+            f.samples.push(Sample {
+                suffix: "",
+                labels: vec![label("name", name)],
+                value: Value::Int(read(c)),
+            });
+        }
+        out.push(f);
+    }
+    if metrics.storage.enabled.load(Ordering::Relaxed) {
+        for (key, help, read) in STORAGE_COUNTERS {
+            let mut f = family(
+                &format!("fluentbit_storage_{key}_total"),
+                help,
+                Kind::Counter,
+            );
+            f.samples.push(Sample {
+                suffix: "",
+                labels: Vec::new(),
+                value: Value::Int(read(&metrics.storage)),
+            });
+            out.push(f);
+        }
+    }
 }
 
 /// The plugin counters, histograms reassembled.

@@ -102,6 +102,7 @@ pub(crate) fn handle<B>(st: &State, req: &Request<B>) -> Response<Full<Bytes>> {
         "/" => json(StatusCode::OK, api::root(st.version)),
         "/api/v1/uptime" => json(StatusCode::OK, api::uptime(st.uptime_secs())),
         "/api/v1/metrics" => json(StatusCode::OK, api::metrics(&st.metrics)),
+        "/api/v1/storage" => json(StatusCode::OK, api::storage(&st.metrics)),
         // v1 and v2 share one exposition: Fluent Bit's v2 names, no per-sample timestamps.
         "/api/v1/metrics/prometheus" | "/api/v2/metrics/prometheus" => {
             let fams = families::collect(&st.metrics, &st.process());

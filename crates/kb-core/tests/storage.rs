@@ -392,3 +392,4 @@ async fn keep_rejected_copies_the_undelivered_remainder() {
         .iter()
         .any(|p| p.starts_with(dir.path().join("numbers.0"))));
 }
+

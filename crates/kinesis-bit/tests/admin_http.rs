@@ -436,3 +436,59 @@ fn port_in_use_is_a_startup_error_naming_the_address() {
     assert!(log.contains("Initialization failed"), "{log}");
     drop(taken);
 }
+
+#[test]
+fn storage_endpoint_and_gauges_follow_chunks_waiting_on_disk() {
+    const N: u64 = 600;
+    let sink = Sink::start_blocking(SinkConfig::default());
+    // The sink holds its answers: the input (never paused on the filesystem) outruns the
+    // output and its chunks go down to disk beyond Mem_Buf_Limit and the backlog's limit.
+    sink.stall(Duration::from_secs(4));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("buffer");
+    let child = start_agent(
+        dir.path(),
+        &format!(
+            "[SERVICE]\n    Flush 0.2\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {port}\n    storage.path {}\n    storage.backlog.mem_limit 4K\n\n\
+             [INPUT]\n    Name dummy\n    Rate 300\n    Samples {N}\n    Mem_Buf_Limit 4K\n    storage.type filesystem\n\n\
+             [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream s\n    region us-east-1\n    \
+             endpoint {}\n    retry_limit no_limits\n",
+            storage.display(),
+            sink.endpoint()
+        ),
+        port,
+    );
+    let during: Value = wait_until(Duration::from_secs(20), "chunks down", || {
+        let v: Value = serde_json::from_str(&get_ok(port, "/api/v1/storage")).ok()?;
+        (v["storage_layer"]["chunks"]["fs_chunks_down"].as_u64()? >= 2).then_some(v)
+    });
+    let input = &during["input_chunks"]["dummy.0"];
+    let layer = &during["storage_layer"]["chunks"];
+    assert_eq!(input["chunks"]["down"], layer["fs_chunks_down"], "{during}");
+    assert_eq!(input["chunks"]["total"], layer["fs_chunks"], "{during}");
+    assert_eq!(layer["mem_chunks"], 0, "{during}");
+    // Fluent Bit's sizes: 4K is 4000 bytes, shown in units of 1024.
+    assert_eq!(input["status"]["mem_limit"], "3.9K", "{during}");
+    let files = std::fs::read_dir(storage.join("dummy.0")).unwrap().count() as u64;
+    assert!(files >= layer["fs_chunks_down"].as_u64().unwrap(), "{files} files: {during}");
+    let fams = parse_prometheus(&get_ok(port, "/api/v1/metrics/prometheus"));
+    assert!(value(&fams, "fluentbit_storage_fs_chunks_down", &[]) >= 1.0);
+    assert!(value(&fams, "fluentbit_input_storage_chunks_down", &[("name", "dummy.0")]) >= 1.0);
+
+    // Once the sink answers, everything on disk is delivered, once, and the files go.
+    wait_until(Duration::from_secs(60), "all records delivered", || {
+        (sink.stats().entries_accepted >= N).then_some(())
+    });
+    let after: Value = wait_until(Duration::from_secs(20), "no chunk left", || {
+        let v: Value = serde_json::from_str(&get_ok(port, "/api/v1/storage")).ok()?;
+        (v["storage_layer"]["chunks"]["total_chunks"] == 0).then_some(v)
+    });
+    let fams = parse_prometheus(&get_ok(port, "/api/v1/metrics/prometheus"));
+    assert!(value(&fams, "fluentbit_storage_loaded_chunks_total", &[]) >= 2.0);
+    assert_eq!(value(&fams, "fluentbit_storage_corrupt_chunks_total", &[]), 0.0);
+    let log = stop_agent(child);
+    assert_eq!(sink.stats().entries_accepted, N, "{log}");
+    assert_eq!(after["input_chunks"]["dummy.0"]["chunks"]["busy"], 0);
+    assert_eq!(std::fs::read_dir(storage.join("dummy.0")).unwrap().count(), 0);
+}
