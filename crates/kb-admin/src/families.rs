@@ -326,8 +326,10 @@ pub fn input_chunks(metrics: &Metrics) -> Vec<(String, InputChunks)> {
         .collect()
 }
 
+type StorageCounter = (&'static str, &'static str, fn(&StorageCounters) -> u64);
+
 /// kinesis-bit's counters of the filesystem layer: name suffix, help, reader.
-const STORAGE_COUNTERS: &[(&str, &str, fn(&StorageCounters) -> u64)] = &[
+const STORAGE_COUNTERS: &[StorageCounter] = &[
     (
         "corrupt_chunks",
         "Chunk files skipped because they were torn or corrupt (kinesis-bit).",

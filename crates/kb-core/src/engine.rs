@@ -22,7 +22,7 @@ use crate::metrics::{self, Metrics, OutputMetrics};
 use crate::plugin::{Filter, FlushResult, Input, Output, OutputWorker, PluginError};
 use crate::retry::{may_retry, Backoff};
 use crate::store::file::SavedProgress;
-use crate::store::{Journal, StorageConfig, Store};
+use crate::store::{Journal, StorageConfig, Store, StoredChunk};
 use crate::tag::TagMatcher;
 
 /// Service-level settings of the engine.
@@ -86,6 +86,8 @@ pub struct OutputInstance {
     pub matcher: TagMatcher,
     pub retry_limit: RetryLimit,
     pub workers: usize,
+    /// `storage.total_limit_size`: bytes of filesystem chunks queued for this output.
+    pub total_limit_size: Option<u64>,
     pub plugin: Arc<dyn Output>,
 }
 
@@ -112,6 +114,15 @@ struct Route {
     retry_limit: RetryLimit,
     tx: mpsc::UnboundedSender<Task>,
     metrics: Arc<OutputMetrics>,
+    /// `storage.total_limit_size` and the filesystem chunks charged against it, oldest first.
+    fs_limit: Option<u64>,
+    ledger: Mutex<Ledger>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    chunks: std::collections::VecDeque<Arc<StoredChunk>>,
+    bytes: u64,
 }
 
 /// State shared by the engine, inputs and workers.
@@ -125,6 +136,7 @@ pub(crate) struct Shared {
     /// The part of `pending_records` that lives in chunk files.
     pending_stored: AtomicUsize,
     store: Option<Arc<Store>>,
+    metrics: Arc<Metrics>,
     idle: Notify,
     exit_requested: AtomicBool,
     exit: Notify,
@@ -136,6 +148,7 @@ impl Shared {
     /// is short or older chunks wait (they go first).
     pub(crate) fn dispatch(&self, chunk: Chunk) {
         if let Some(stored) = &chunk.stored {
+            self.charge(stored);
             if chunk.account_is_over() || stored.store.must_go_down() {
                 stored.store.push_down(stored.clone());
                 return; // dropping the chunk frees its memory; the file stays
@@ -154,14 +167,17 @@ impl Shared {
                 continue;
             }
             let progress = match saved.iter().find(|(r, _)| **r == *route.name) {
-                Some((_, s)) if s.finished => continue,
-                Some((_, s)) => Progress::restore(chunk.records, s.words.clone(), s.dropped),
-                None => Progress::new(chunk.records),
+                Some((_, s)) if s.finished => None,
+                Some((_, s)) => Some(Progress::restore(chunk.records, s.words.clone(), s.dropped)),
+                None => Some(Progress::new(chunk.records)),
             };
-            if progress.is_complete() {
-                continue;
+            match (progress, &chunk.stored) {
+                // storage.total_limit_size gave it up while it waited on disk (counted then).
+                (Some(_), Some(stored)) if stored.is_cancelled(idx) => self.uncharge(idx, stored),
+                (Some(p), _) if !p.is_complete() => tasks.push((idx, p)),
+                (_, Some(stored)) => self.uncharge(idx, stored),
+                _ => {}
             }
-            tasks.push((idx, progress));
         }
         if tasks.is_empty() {
             tracing::debug!(target: "router",
@@ -209,10 +225,74 @@ impl Shared {
     fn finish(&self, route_idx: usize, task: &Task, settled: bool) {
         self.record_done(&task.chunk, task.progress.pending_count());
         if let (true, Some(stored)) = (settled, &task.chunk.stored) {
+            self.uncharge(route_idx, stored);
             stored.settle_route(&self.routes[route_idx].name, task.progress.total());
         }
         if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
+        }
+    }
+
+    /// Charge a new filesystem chunk to the `storage.total_limit_size` of every route it
+    /// goes to; over a limit, the route gives up its oldest chunks (counted, logged).
+    fn charge(&self, stored: &Arc<StoredChunk>) {
+        for (idx, route) in self.routes.iter().enumerate() {
+            let Some(limit) = route.fs_limit else {
+                continue;
+            };
+            if !route.matcher.matches(&stored.header.tag) {
+                continue;
+            }
+            let mut ledger = route.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            ledger.bytes += stored.header.data_len;
+            ledger.chunks.push_back(stored.clone());
+            while ledger.bytes > limit && ledger.chunks.len() > 1 {
+                let Some(victim) = ledger.chunks.pop_front() else {
+                    break;
+                };
+                ledger.bytes -= victim.header.data_len;
+                self.give_up(idx, &victim);
+                tracing::warn!(target: "storage",
+                    "output {} is over storage.total_limit_size ({limit} bytes): its oldest chunk ({} records, {} bytes) is dropped for it",
+                    route.name, victim.header.records, victim.header.data_len);
+            }
+        }
+    }
+
+    /// Route `idx` gives `victim` up. The journal remembers it across a restart; a chunk
+    /// waiting on disk that no route wants any more is deleted now, so the limit bounds the
+    /// disk too. A chunk in a route's queue is dropped when a worker picks it.
+    fn give_up(&self, idx: usize, victim: &Arc<StoredChunk>) {
+        victim.cancel(idx);
+        victim.record_finished(&self.routes[idx].name);
+        metrics::add(&self.metrics.storage.dropped_chunks, 1);
+        let Some(store) = &self.store else { return };
+        if !store.is_down(victim) {
+            return;
+        }
+        metrics::add(
+            &self.routes[idx].metrics.dropped_records,
+            victim.header.records as u64,
+        );
+        let wanted = self
+            .routes
+            .iter()
+            .enumerate()
+            .any(|(i, r)| r.matcher.matches(&victim.header.tag) && !victim.is_cancelled(i));
+        if !wanted && store.remove_down(victim) {
+            victim.set_routes(0);
+        }
+    }
+
+    fn uncharge(&self, route_idx: usize, stored: &Arc<StoredChunk>) {
+        let route = &self.routes[route_idx];
+        if route.fs_limit.is_none() {
+            return;
+        }
+        let mut ledger = route.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = ledger.chunks.iter().position(|c| Arc::ptr_eq(c, stored)) {
+            ledger.chunks.remove(i);
+            ledger.bytes -= stored.header.data_len;
         }
     }
 
@@ -320,6 +400,8 @@ impl Engine {
                 retry_limit: out.retry_limit,
                 tx,
                 metrics: metrics.output(&out.name),
+                fs_limit: out.total_limit_size,
+                ledger: Mutex::new(Ledger::default()),
             });
         }
 
@@ -355,6 +437,7 @@ impl Engine {
             pending_records: AtomicUsize::new(0),
             pending_stored: AtomicUsize::new(0),
             store,
+            metrics: metrics.clone(),
             idle: Notify::new(),
             exit_requested: AtomicBool::new(false),
             exit: Notify::new(),
@@ -431,6 +514,11 @@ impl Engine {
             })
         };
 
+        if let Some(store) = &shared.store {
+            for c in store.backlog_snapshot() {
+                shared.charge(&c);
+            }
+        }
         let loader = shared.store.clone().map(|store| {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -527,6 +615,17 @@ async fn run_worker(
         let Some(mut task) = task else { break };
         let route = &shared.routes[route_idx];
         let m = &route.metrics;
+        if task
+            .chunk
+            .stored
+            .as_ref()
+            .is_some_and(|s| s.is_cancelled(route_idx))
+        {
+            // storage.total_limit_size gave this chunk up while it was queued.
+            metrics::add(&m.dropped_records, task.progress.pending_count() as u64);
+            shared.finish(route_idx, &task, true);
+            continue;
+        }
         let before_done = task.progress.done_count();
         let before_dropped = task.progress.dropped_count();
         let result = worker.flush(&task.chunk, &mut task.progress).await;

@@ -124,6 +124,7 @@ fn output(
         matcher: TagMatcher::new(Some(m), None).unwrap(),
         retry_limit: limit,
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(Scripted {
             name,
             log: log.clone(),
@@ -383,6 +384,7 @@ async fn grace_bounds_shutdown_and_reports_what_is_lost() {
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(Stuck),
     });
     let started = Instant::now();
@@ -429,6 +431,7 @@ async fn stalled_input_stops_at(
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 2,
+        total_limit_size: None,
         plugin: Arc::new(Stuck),
     });
     let metrics = e.metrics();
@@ -578,6 +581,7 @@ async fn records_an_output_drops_are_counted_as_dropped_not_processed() {
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(DropsEven),
     });
     let metrics = e.metrics();

@@ -140,6 +140,18 @@ async fn run(
     metrics: Arc<Metrics>,
     run_for: Duration,
 ) -> EngineReport {
+    run_limited(cfg, input, mem_buf_limit, out, metrics, run_for, None).await
+}
+
+async fn run_limited(
+    cfg: StorageConfig,
+    input: Numbers,
+    mem_buf_limit: Option<usize>,
+    out: Collect,
+    metrics: Arc<Metrics>,
+    run_for: Duration,
+    total_limit_size: Option<u64>,
+) -> EngineReport {
     let mut e = Engine::with_metrics(
         EngineConfig {
             flush: Duration::from_millis(200),
@@ -164,6 +176,7 @@ async fn run(
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Unlimited,
         workers: 1,
+        total_limit_size,
         plugin: Arc::new(out),
     });
     e.run(tokio::time::sleep(run_for)).await.unwrap()
@@ -393,3 +406,63 @@ async fn keep_rejected_copies_the_undelivered_remainder() {
         .any(|p| p.starts_with(dir.path().join("numbers.0"))));
 }
 
+#[tokio::test]
+async fn total_limit_size_drops_the_oldest_chunks_and_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::default());
+    // The output never accepts while 3000 records arrive in ~1 KiB chunks; the output may
+    // hold 8 KiB of them, so the oldest are given up as new ones come.
+    let stuck = Collect::new(Mode::AcceptThenStall(0));
+    let cfg = StorageConfig {
+        backlog_mem_limit: 2048,
+        ..storage(dir.path())
+    };
+    let input = Numbers {
+        from: 0,
+        to: 3000,
+        batch: 25,
+    };
+    run_limited(
+        cfg.clone(),
+        input,
+        Some(2048),
+        stuck,
+        metrics.clone(),
+        Duration::from_millis(1500),
+        Some(8192),
+    )
+    .await;
+    let dropped_chunks = metrics::get(&metrics.storage.dropped_chunks);
+    assert!(dropped_chunks > 20, "{dropped_chunks}");
+    let on_disk: u64 = chunk_files(dir.path())
+        .iter()
+        .map(|p| file::read_header(p).unwrap().data_len)
+        .sum();
+    assert!(on_disk <= 8192 + 1100, "{on_disk} bytes left on disk");
+
+    // The next start delivers what was kept: the newest records, in order, none twice; with
+    // what the first run counted dropped, every record is accounted for.
+    let out = Collect::new(Mode::Accept);
+    let m2 = Arc::new(Metrics::default());
+    run_limited(
+        cfg,
+        none(0),
+        None,
+        out.clone(),
+        m2.clone(),
+        Duration::from_millis(800),
+        Some(8192),
+    )
+    .await;
+    let got = out.delivered.lock().unwrap().clone();
+    assert!(!got.is_empty());
+    assert_eq!(*got.last().unwrap(), 2999);
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1),
+        "a contiguous newest run: {got:?}"
+    );
+    let dropped = metrics::get(&metrics.output("out.0").dropped_records)
+        + metrics::get(&m2.output("out.0").dropped_records);
+    assert_eq!(dropped + got.len() as u64, 3000);
+    assert!(chunk_files(dir.path()).is_empty());
+}

@@ -199,6 +199,7 @@ async fn pauses_while_over_mem_buf_limit() {
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(Gated {
             rec: rec.clone(),
             gate,

@@ -58,6 +58,7 @@ async fn start_limited(kv: &[(&str, &str)], mem_buf_limit: Option<usize>, open: 
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(Gated {
             rec: rec.clone(),
             open: gate_rx,

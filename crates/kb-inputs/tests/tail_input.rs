@@ -61,6 +61,7 @@ impl Running {
             matcher: TagMatcher::new(Some("*"), None).unwrap(),
             retry_limit: RetryLimit::Limited(1),
             workers: 1,
+            total_limit_size: None,
             plugin: output.unwrap_or_else(|| Arc::new(rec.clone())),
         });
         let metrics = engine.metrics();

@@ -49,6 +49,7 @@ async fn records(path: &Path, extra: &[(&str, &str)], want: usize) -> Vec<Rec> {
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(rec.clone()),
     });
     let watch = rec.clone();

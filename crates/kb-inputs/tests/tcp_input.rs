@@ -60,6 +60,7 @@ fn launch(port: u16, input: Box<dyn Input>, mem_buf_limit: Option<usize>, open: 
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(Gated {
             rec: rec.clone(),
             open: gate_rx,

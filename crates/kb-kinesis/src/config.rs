@@ -390,11 +390,6 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
     if endpoint.is_tls() && !tls.verify {
         warnings.push("tls.verify is off: the server certificate is not checked".into());
     }
-    if p.get("storage.total_limit_size")
-        .is_some_and(|x| x.location != kb_config::Location::Default)
-    {
-        warnings.push("'storage.total_limit_size' has no effect without filesystem storage".into());
-    }
 
     errors.extend(file_errors);
     if !errors.is_empty() {

@@ -319,6 +319,25 @@ pub fn build(
                 1
             }
         };
+        let total_limit_size = match props.size("storage.total_limit_size") {
+            Ok(v) => v,
+            Err(e) => {
+                b.errors.push(e);
+                None
+            }
+        };
+        if total_limit_size.is_some() && service.storage_path.is_none() {
+            b.warnings.push(ConfigWarning {
+                location: props
+                    .get("storage.total_limit_size")
+                    .map(|p| p.location.clone())
+                    .unwrap_or(props.location.clone()),
+                message: format!(
+                    "[{}] storage.total_limit_size has no effect without storage.path",
+                    props.instance
+                ),
+            });
+        }
         match (plugin.build)(&props, b.svc) {
             Ok(output) => engine.add_output(OutputInstance {
                 plugin_name: plugin.spec.name.to_string(),
@@ -326,6 +345,7 @@ pub fn build(
                 matcher,
                 retry_limit,
                 workers,
+                total_limit_size,
                 plugin: output,
             }),
             Err(errs) => b.errors.extend(errs),

@@ -471,10 +471,19 @@ fn storage_endpoint_and_gauges_follow_chunks_waiting_on_disk() {
     // Fluent Bit's sizes: 4K is 4000 bytes, shown in units of 1024.
     assert_eq!(input["status"]["mem_limit"], "3.9K", "{during}");
     let files = std::fs::read_dir(storage.join("dummy.0")).unwrap().count() as u64;
-    assert!(files >= layer["fs_chunks_down"].as_u64().unwrap(), "{files} files: {during}");
+    assert!(
+        files >= layer["fs_chunks_down"].as_u64().unwrap(),
+        "{files} files: {during}"
+    );
     let fams = parse_prometheus(&get_ok(port, "/api/v1/metrics/prometheus"));
     assert!(value(&fams, "fluentbit_storage_fs_chunks_down", &[]) >= 1.0);
-    assert!(value(&fams, "fluentbit_input_storage_chunks_down", &[("name", "dummy.0")]) >= 1.0);
+    assert!(
+        value(
+            &fams,
+            "fluentbit_input_storage_chunks_down",
+            &[("name", "dummy.0")]
+        ) >= 1.0
+    );
 
     // Once the sink answers, everything on disk is delivered, once, and the files go.
     wait_until(Duration::from_secs(60), "all records delivered", || {
@@ -486,9 +495,15 @@ fn storage_endpoint_and_gauges_follow_chunks_waiting_on_disk() {
     });
     let fams = parse_prometheus(&get_ok(port, "/api/v1/metrics/prometheus"));
     assert!(value(&fams, "fluentbit_storage_loaded_chunks_total", &[]) >= 2.0);
-    assert_eq!(value(&fams, "fluentbit_storage_corrupt_chunks_total", &[]), 0.0);
+    assert_eq!(
+        value(&fams, "fluentbit_storage_corrupt_chunks_total", &[]),
+        0.0
+    );
     let log = stop_agent(child);
     assert_eq!(sink.stats().entries_accepted, N, "{log}");
     assert_eq!(after["input_chunks"]["dummy.0"]["chunks"]["busy"], 0);
-    assert_eq!(std::fs::read_dir(storage.join("dummy.0")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(storage.join("dummy.0")).unwrap().count(),
+        0
+    );
 }

@@ -194,6 +194,7 @@ impl Store {
             gauges,
             journal: Mutex::new(None),
             routes_left: AtomicUsize::new(0),
+            cancelled: AtomicU64::new(0),
         })
     }
 
@@ -228,6 +229,7 @@ impl Store {
             gauges,
             journal: Mutex::new(None),
             routes_left: AtomicUsize::new(0),
+            cancelled: AtomicU64::new(0),
         })
     }
 
@@ -270,6 +272,11 @@ impl Store {
         !self.lock_backlog().is_empty()
     }
 
+    /// The chunks waiting on disk, oldest first.
+    pub(crate) fn backlog_snapshot(&self) -> Vec<Arc<StoredChunk>> {
+        self.lock_backlog().iter().cloned().collect()
+    }
+
     /// Chunks waiting on disk.
     pub fn backlog_len(&self) -> usize {
         self.lock_backlog().len()
@@ -284,6 +291,24 @@ impl Store {
         c.gauges.chunks_down.fetch_add(1, Ordering::Relaxed);
         self.lock_backlog().push_back(c);
         self.changed.notify_waiters();
+    }
+
+    /// Whether `c` waits on disk.
+    pub(crate) fn is_down(&self, c: &Arc<StoredChunk>) -> bool {
+        self.lock_backlog().iter().any(|x| Arc::ptr_eq(x, c))
+    }
+
+    /// Take `c` out of the backlog; false when it was not there (already loaded).
+    pub(crate) fn remove_down(&self, c: &Arc<StoredChunk>) -> bool {
+        let mut backlog = self.lock_backlog();
+        match backlog.iter().position(|x| Arc::ptr_eq(x, c)) {
+            Some(i) => {
+                backlog.remove(i);
+                c.gauges.chunks_down.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The oldest down chunk, when memory allows loading it.
@@ -387,6 +412,8 @@ pub struct StoredChunk {
     gauges: Arc<InputMetrics>,
     journal: Mutex<Option<File>>,
     routes_left: AtomicUsize,
+    /// Routes (bit = route index) that gave the chunk up (`storage.total_limit_size`).
+    cancelled: AtomicU64,
 }
 
 impl std::fmt::Debug for StoredChunk {
@@ -398,6 +425,18 @@ impl std::fmt::Debug for StoredChunk {
 }
 
 impl StoredChunk {
+    /// Route `idx` gives this chunk up (routes past the 64th are never cancelled).
+    pub(crate) fn cancel(&self, idx: usize) {
+        if idx < 64 {
+            self.cancelled.fetch_or(1 << idx, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether route `idx` gave this chunk up.
+    pub(crate) fn is_cancelled(&self, idx: usize) -> bool {
+        idx < 64 && self.cancelled.load(Ordering::Acquire) & (1 << idx) != 0
+    }
+
     /// The number of routes that must settle before the file goes.
     pub(crate) fn set_routes(&self, n: usize) {
         self.routes_left.store(n, Ordering::Release);
@@ -414,6 +453,11 @@ impl StoredChunk {
         } else {
             self.write_entry(route, true, total, 0, &[]);
         }
+    }
+
+    /// Record in the journal that `route` is done with this chunk.
+    pub(crate) fn record_finished(&self, route: &str) {
+        self.write_entry(route, true, self.header.records as usize, 0, &[]);
     }
 
     fn delete(&self) {

@@ -109,6 +109,7 @@ pub async fn run_input(
         matcher: TagMatcher::new(Some("*"), None).unwrap(),
         retry_limit: RetryLimit::Limited(1),
         workers: 1,
+        total_limit_size: None,
         plugin: Arc::new(rec.clone()),
     });
     let report = engine.run(shutdown).await.expect("engine runs");
