@@ -193,9 +193,11 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         );
     }
     let mut engine = built.engine;
+    // Whether the next SIGHUP reloads follows the configuration in force, not the first one.
+    let mut hot_reload = service.hot_reload;
     let result = loop {
         let mut reloaded = None;
-        let stop = stop_or_reload(&cli, &registry, &metrics, service.hot_reload, &mut reloaded);
+        let stop = stop_or_reload(&cli, &registry, &metrics, hot_reload, &mut reloaded);
         let result = runtime.block_on(engine.run(stop));
         match (result, reloaded) {
             (Ok(_), Some(next)) => {
@@ -204,6 +206,7 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
                     tracing::warn!(target: "config", "{w}");
                 }
                 tracing::info!(target: "reload", "the new configuration is running");
+                hot_reload = next.service.hot_reload;
                 engine = next.built.engine;
             }
             (result, _) => break result,

@@ -108,7 +108,7 @@ fn sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one() {
     // A good one: the new pipeline replaces the old one.
     std::fs::write(&conf, config(2, true)).unwrap();
     hup(&child);
-    err.wait_for("the new configuration is running", e);
+    let second = err.wait_for("the new configuration is running", e);
     let first_new = out.wait_for(r#""v":2"#, 0);
     std::thread::sleep(Duration::from_millis(600));
     let lines = out.snapshot();
@@ -116,6 +116,19 @@ fn sighup_reloads_a_good_config_and_keeps_running_on_a_bad_one() {
         lines[first_new..].iter().all(|l| l.contains(r#""v":2"#)),
         "records of the old pipeline after the new one started: {lines:#?}"
     );
+
+    // The configuration in force decides about the next SIGHUP: one that turns Hot_Reload
+    // off is loaded, and the SIGHUP after it is ignored.
+    std::fs::write(&conf, config(3, false)).unwrap();
+    hup(&child);
+    let third = err.wait_for("the new configuration is running", second + 1);
+    out.wait_for(r#""v":3"#, 0);
+    std::fs::write(&conf, config(4, false)).unwrap();
+    hup(&child);
+    err.wait_for("hot reload is off", third);
+    let n = out.len();
+    out.wait_for(r#""v":3"#, n);
+    assert!(!out.snapshot().iter().any(|l| l.contains(r#""v":4"#)));
 
     terminate(&child);
     let status = child.wait().unwrap();
