@@ -466,3 +466,66 @@ async fn total_limit_size_drops_the_oldest_chunks_and_their_files() {
     assert_eq!(dropped + got.len() as u64, 3000);
     assert!(chunk_files(dir.path()).is_empty());
 }
+
+#[tokio::test]
+async fn max_chunks_up_sends_the_rest_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Collect {
+        delay: Duration::from_millis(5),
+        ..Collect::new(Mode::Accept)
+    };
+    let metrics = Arc::new(Metrics::default());
+    let input = Numbers {
+        from: 0,
+        to: 2000,
+        batch: 25,
+    };
+    let cfg = StorageConfig {
+        max_chunks_up: 1,
+        ..storage(dir.path())
+    };
+    let report = run(
+        cfg,
+        input,
+        None,
+        out.clone(),
+        metrics.clone(),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(report, EngineReport::default());
+    assert_eq!(
+        *out.delivered.lock().unwrap(),
+        (0..2000).collect::<Vec<_>>()
+    );
+    assert!(metrics::get(&metrics.storage.loaded_chunks) > 10);
+}
+
+#[tokio::test]
+async fn delete_irrecoverable_chunks_removes_bad_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = dir.path().join("numbers.0");
+    std::fs::create_dir_all(&chunks).unwrap();
+    // A whole header whose checksum does not match.
+    std::fs::write(chunks.join("bad.kbc"), [&b"KBC1"[..], &[0xab; 60]].concat()).unwrap();
+    // Cut while being created: never held a record, removed whatever the setting.
+    std::fs::write(chunks.join("torn.kbc"), b"KBC1\0\0").unwrap();
+    std::fs::write(chunks.join("notes.txt"), b"mine").unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let cfg = StorageConfig {
+        delete_irrecoverable: true,
+        ..storage(dir.path())
+    };
+    run(
+        cfg,
+        none(0),
+        None,
+        Collect::new(Mode::Accept),
+        metrics.clone(),
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(metrics::get(&metrics.storage.corrupt_chunks), 1);
+    assert_eq!(metrics::get(&metrics.storage.recovered_chunks), 1);
+    assert_eq!(chunk_files(dir.path()), vec![chunks.join("notes.txt")]);
+}

@@ -281,6 +281,15 @@ pub fn read_header(path: &Path) -> Result<Header, Corrupt> {
     Header::decode(&b)
 }
 
+/// Whether `path` is shorter than a header and starts like one: a crash during
+/// [`ChunkWriter::create`], before any record could be appended.
+pub fn is_torn_create(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
+    b.len() < FIXED_LEN && b.iter().zip(MAGIC.iter()).all(|(x, y)| x == y)
+}
+
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -557,8 +566,10 @@ mod tests {
         assert_eq!(read_chunk(&path).unwrap_err(), Corrupt::Truncated("data"));
         std::fs::write(&path, b"KBC1garbage").unwrap();
         assert!(read_chunk(&path).is_err());
+        assert!(is_torn_create(&path));
         std::fs::write(&path, b"hello").unwrap();
         assert_eq!(read_header(&path).unwrap_err(), Corrupt::NotAChunk);
+        assert!(!is_torn_create(&path));
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Store {
                 }
                 match self.examine(&path) {
                     Ok(header) => found.push(self.stored(path, header)),
+                    Err(Corrupt::Truncated("header (removed)")) => {}
                     Err(reason) => self.corrupt(&path, &reason),
                 }
             }
@@ -159,7 +160,16 @@ impl Store {
     }
 
     fn examine(&self, path: &Path) -> Result<Header, Corrupt> {
-        let header = file::read_header(path)?;
+        let header = match file::read_header(path) {
+            Err(Corrupt::Truncated(_)) if file::is_torn_create(path) => {
+                // The crash came while the file was being created: it never held a record.
+                tracing::info!(target: "storage", "chunk {} was cut while being created (no records): removed", path.display());
+                metrics::add(&self.metrics.storage.recovered_chunks, 1);
+                std::fs::remove_file(path)?;
+                return Err(Corrupt::Truncated("header (removed)"));
+            }
+            r => r?,
+        };
         if header.sealed {
             return Ok(header);
         }
