@@ -55,9 +55,6 @@ pub struct PutRecordsBody {
     count: usize,
     /// Whether `buf` currently ends with the footer (after [`PutRecordsBody::finish`]).
     finished: bool,
-    /// A second buffer: while one body is on the wire the next is built in this one, so
-    /// neither is grown from scratch.
-    spare: Vec<u8>,
 }
 
 impl PutRecordsBody {
@@ -68,7 +65,6 @@ impl PutRecordsBody {
             header_len: 0,
             count: 0,
             finished: false,
-            spare: Vec::new(),
         };
         b.set_stream(stream);
         b
@@ -185,10 +181,8 @@ impl PutRecordsBody {
     /// body is written into the same (already mapped) memory.
     pub fn take_bytes(&mut self) -> Bytes {
         self.finish();
-        let mut next = std::mem::take(&mut self.spare);
-        next.clear();
-        next.extend_from_slice(&self.buf[..self.header_len]);
-        let body = std::mem::replace(&mut self.buf, next);
+        let header = self.buf[..self.header_len].to_vec();
+        let body = std::mem::replace(&mut self.buf, header);
         self.count = 0;
         self.finished = false;
         Bytes::from(body)
@@ -197,17 +191,13 @@ impl PutRecordsBody {
     /// Take back the buffer of a body from [`PutRecordsBody::take_bytes`] when nothing else
     /// holds it any more and this body has no entries (otherwise keep the current buffer).
     pub fn recycle(&mut self, body: Bytes) {
+        if self.count > 0 {
+            return;
+        }
         let Ok(body) = body.try_into_mut() else {
             return;
         };
         let mut buf = Vec::from(body);
-        if self.count > 0 {
-            // The next body is being built: keep this buffer for the one after.
-            if buf.capacity() > self.spare.capacity() {
-                self.spare = buf;
-            }
-            return;
-        }
         if buf.len() >= self.header_len {
             buf.truncate(self.header_len);
             if buf[..] == self.buf[..self.header_len] {

@@ -214,7 +214,7 @@ impl Output for KinesisOutput {
             in_request: Vec::new(),
             key_buf: String::new(),
             rng: fastrand::Rng::new(),
-            sender: Arc::new(sender),
+            sender,
             settings: s.clone(),
             metrics: self.metrics.clone(),
             limiter: self.limiter.clone(),
@@ -227,7 +227,7 @@ pub struct KinesisWorker {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
-    sender: Arc<Sender>,
+    sender: Sender,
     preparer: Preparer,
     prepared: Prepared,
     body: PutRecordsBody,
@@ -248,13 +248,6 @@ struct SplitGroup {
     rejected: Vec<usize>,
 }
 
-/// A request ready to send: its entries, body and the body's SHA-256.
-struct Built {
-    entries: Vec<usize>,
-    body: Bytes,
-    hash: String,
-}
-
 enum Step {
     /// Keep sending.
     Continue,
@@ -267,17 +260,6 @@ enum Step {
 impl KinesisWorker {
     /// Fill the body from the front of the queue (at most `limit` entries). Random keys are
     /// drawn here, so every attempt spreads over the shards anew.
-    /// Build the next request from the front of the queue and hash its body.
-    fn build(&mut self, limit: Option<usize>) -> Built {
-        self.build_request(limit);
-        let body = self.body.take_bytes();
-        Built {
-            entries: std::mem::take(&mut self.in_request),
-            hash: kb_aws::sign::sha256_hex(&body),
-            body,
-        }
-    }
-
     fn build_request(&mut self, limit: Option<usize>) {
         let Self {
             body,
@@ -439,58 +421,19 @@ impl OutputWorker for KinesisWorker {
         let mut resent_auth = false;
         let mut resent_skew = false;
         let mut group: Option<SplitGroup> = None;
-        // The next request, built and hashed while the previous one was on the wire.
-        let mut next: Option<Built> = None;
 
-        while !self.queue.is_empty() || next.is_some() {
-            let cur = match next.take() {
-                Some(b) => b,
-                None => {
-                    let limit = group.as_mut().and_then(|g| g.pending.pop());
-                    self.build(limit)
-                }
-            };
-            let n = cur.entries.len();
+        while !self.queue.is_empty() {
+            let limit = group.as_mut().and_then(|g| g.pending.pop());
+            self.build_request(limit);
+            let n = self.in_request.len();
             let pending_before = progress.pending_count();
+            let body = self.body.take_bytes();
             tracing::debug!(
                 "PutRecords with {n} records ({} bytes), {stream}",
-                cur.body.len()
+                body.len()
             );
-            let sender = self.sender.clone();
-            let Built {
-                entries,
-                body,
-                hash,
-            } = cur;
-            let call = tokio::spawn(async move {
-                let r = sender.call_hashed("PutRecords", body.clone(), &hash).await;
-                (r, body)
-            });
-            // One request in flight per worker (spec §6): the next one is only prepared, so
-            // its JSON, base64 and SHA-256 overlap this one's round trip. Not while a split
-            // isolates a bad record: those requests are sized by the answers.
-            if group.is_none() && !self.queue.is_empty() {
-                next = Some(self.build(None));
-            }
-            let ((answer, took), body) = match call.await {
-                Ok(r) => r,
-                // The request task panicked or the runtime is shutting down: whether the
-                // request arrived is unknown, so its entries are sent again (at-least-once).
-                Err(e) => (
-                    (
-                        Answer::Transport(kb_aws::http::TransportError {
-                            kind: kb_aws::http::TransportErrorKind::Closed,
-                            host_port: self.sender.endpoint.host_port(),
-                            source: format!("request task ended: {e}").into(),
-                        }),
-                        Duration::ZERO,
-                    ),
-                    Bytes::new(),
-                ),
-            };
+            let (answer, took) = self.sender.call("PutRecords", body.clone()).await;
             self.body.recycle(body);
-            self.in_request = entries;
-            let queued = self.queue.len();
             let (step, result) = match answer {
                 Answer::Ok(body) => {
                     let r = self.on_ok(&body, progress, &mut group);
@@ -563,18 +506,19 @@ impl OutputWorker for KinesisWorker {
                             let e = sent[0];
                             self.queue.pop_front();
                             match group.as_mut() {
-                                Some(g) => {
-                                    g.rejected.push(e);
-                                    (Step::Continue, RequestResult::ClientError)
-                                }
+                                Some(g) => g.rejected.push(e),
                                 None => {
                                     // Nothing of this request could be delivered: the fault is
                                     // the request or the configuration, not a record.
                                     self.queue.push_front(e);
                                     tracing::error!("PutRecords rejected ({}: {}); keeping the record for the engine retry, {stream}", err.code, err.message);
-                                    (Step::Stop, RequestResult::ClientError)
+                                    self.finish_group(&mut group, progress);
+                                    let r = self.remainder(progress, &stream);
+                                    self.metrics.request(RequestResult::ClientError, took);
+                                    return r;
                                 }
                             }
+                            (Step::Continue, RequestResult::ClientError)
                         }
                         ErrorClass::Other => {
                             if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
@@ -607,21 +551,12 @@ impl OutputWorker for KinesisWorker {
                     if let Some(k) = self.limiter.allow("credentials") {
                         tracing::error!("{e}{}", suppressed_note(k));
                     }
-                    (Step::Stop, RequestResult::AuthError)
+                    self.metrics.request(RequestResult::AuthError, took);
+                    self.finish_group(&mut group, progress);
+                    return self.remainder(progress, &stream);
                 }
             };
             self.metrics.request(result, took);
-            // The prepared request goes out next only when this answer changed nothing
-            // ahead of it; otherwise its entries go back behind what was re-queued.
-            let requeued = self.queue.len() - queued;
-            if requeued > 0 || group.is_some() || !matches!(step, Step::Continue) {
-                if let Some(b) = next.take() {
-                    for (i, e) in b.entries.iter().enumerate() {
-                        self.queue.insert(requeued + i, *e);
-                    }
-                    self.body.recycle(b.body);
-                }
-            }
             if group.as_ref().is_some_and(|g| g.pending.is_empty())
                 && !matches!(step, Step::Backoff)
             {

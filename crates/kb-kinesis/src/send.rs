@@ -42,14 +42,8 @@ impl Sender {
     /// Build, sign and send `body` to `Kinesis_20131202.<target>`; with `auto_retry_requests`, a
     /// transport failure is followed by one immediate re-signed re-send.
     pub async fn call(&self, target: &str, body: Bytes) -> (Answer, Duration) {
-        let hash = sha256_hex(&body);
-        self.call_hashed(target, body, &hash).await
-    }
-
-    /// [`Sender::call`] with the body's SHA-256 (hex) already computed, so a caller can hash
-    /// the next body while this one is on the wire.
-    pub async fn call_hashed(&self, target: &str, body: Bytes, hash: &str) -> (Answer, Duration) {
         let started = Instant::now();
+        let hash = sha256_hex(&body);
         let mut tries = if self.auto_retry { 2 } else { 1 };
         loop {
             tries -= 1;
@@ -63,7 +57,7 @@ impl Sender {
             };
             if let Err(e) = sign_request(
                 &mut req,
-                hash,
+                &hash,
                 &creds,
                 &self.region,
                 "kinesis",
