@@ -125,6 +125,39 @@ async fn chunk_of_1200_is_sent_500_500_200() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn failed_entries_go_out_first_in_order() {
+    // Entries 3 and 7 of request 0 fail: they lead request 1, before entries 500.., in order.
+    let sink = Sink::start(SinkConfig::default().id_field("seq").store(true).faults(
+        FaultPlan::new().at(
+            0,
+            FaultKind::FailEntries {
+                indices: vec![3, 7],
+                code: "ProvisionedThroughputExceededException".into(),
+            },
+        ),
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(1200), ""))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![500, 500, 202]);
+    let order: Vec<u64> = sink
+        .records()
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+            v["seq"].as_u64().unwrap()
+        })
+        .collect();
+    let mut want: Vec<u64> = (0..500).filter(|i| *i != 3 && *i != 7).collect();
+    want.extend([3, 7]);
+    want.extend(500..1200);
+    assert_eq!(order, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn partial_failure_resends_only_the_failed_entries() {
     // Request 0: entries 3 and 7 throttled. The retry must carry exactly those two.
     let sink = sink(FaultPlan::new().at(
