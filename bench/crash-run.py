@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 
-from kbbench import AGENT, start_sink, stop
+from kbbench import AGENT, json_parsers, start_sink, stop, write_seq_log
 
 BLOCK = 128 * 1024
 BATCH = 500
@@ -52,14 +52,8 @@ def main():
     rnd = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="kb-crash-") as work:
         log = os.path.join(work, "app.log")
-        line_len = 0
-        with open(log, "w") as f:
-            for start in range(0, n, 10000):
-                chunk = "".join(
-                    '{"seq":%d,"msg":"crash run record %d","pad":"%s"}\n' % (i, i, "x" * 80)
-                    for i in range(start, min(n, start + 10000)))
-                line_len = max(line_len, len(chunk) // min(10000, n - start))
-                f.write(chunk)
+        line_len = write_seq_log(log, n, lambda i: '{"seq":%d,"msg":"crash run record %d","pad":"%s"}\n'
+                                 % (i, i, "x" * 80))
         storage = os.path.join(work, "storage")
         sink, endpoint = start_sink("--threads", "1", "--id-field", "seq")
         conf = os.path.join(work, "kb.conf")
@@ -85,9 +79,7 @@ def main():
     workers        {args.workers}
     retry_limit    no_limits
 """)
-        parsers = os.path.join(work, "parsers.conf")
-        with open(parsers, "w") as f:
-            f.write("[PARSER]\n    Name   json\n    Format json\n")
+        parsers = json_parsers(work)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDCRASHRUN", AWS_SECRET_ACCESS_KEY="secret")
         cmd = [AGENT, "-q", "-c", conf, "-R", parsers]
         t0 = time.monotonic()
@@ -121,7 +113,7 @@ def main():
     dup = final["duplicate_entries"]
     per_kill = args.workers * BATCH + BLOCK // max(line_len, 1) + 1
     bound = len(kills) * per_kill
-    print(f"crash run: {n} records of {line_len} bytes, {len(kills)} SIGKILLs, seed {args.seed}, {took:.1f} s")
+    print(f"crash run: {n} records of {line_len}+ bytes, {len(kills)} SIGKILLs, seed {args.seed}, {took:.1f} s")
     for i, (seen, files) in enumerate(kills):
         print(f"  kill {i + 1}: {seen} records delivered so far, {files} chunk files on disk")
     print(f"  requests: {final['put_requests']}, entries accepted {final['entries_accepted']}")

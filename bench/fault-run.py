@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from kbbench import AGENT, poll_stats, start_sink, stop
+from kbbench import AGENT, json_parsers, poll_stats, start_sink, stop, write_seq_log
 
 
 def main():
@@ -27,11 +27,8 @@ def main():
     n = args.records
     with tempfile.TemporaryDirectory(prefix="kb-faults-") as work:
         log = os.path.join(work, "app.log")
-        with open(log, "w") as f:
-            for start in range(0, n, 10000):
-                f.write("".join(
-                    '{"seq":%d,"msg":"fault run record %d","pad":"%s"}\n' % (i, i, "x" * 100)
-                    for i in range(start, min(n, start + 10000))))
+        write_seq_log(log, n, lambda i: '{"seq":%d,"msg":"fault run record %d","pad":"%s"}\n'
+                      % (i, i, "x" * 100))
         sink, endpoint = start_sink(
             "--threads", "1", "--id-field", "seq", "--seed", str(args.seed),
             "--fail-entries", "0.10", "--throttle", "0.02", "--error500", "0.01",
@@ -56,9 +53,7 @@ def main():
     endpoint       {endpoint}
     retry_limit    no_limits
 """)
-        parsers = os.path.join(work, "parsers.conf")
-        with open(parsers, "w") as f:
-            f.write("[PARSER]\n    Name   json\n    Format json\n")
+        parsers = json_parsers(work)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDFAULTRUN", AWS_SECRET_ACCESS_KEY="secret")
         t0 = time.monotonic()
         agent = subprocess.Popen([AGENT, "-q", "-c", conf, "-R", parsers], env=env)

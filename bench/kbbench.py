@@ -73,3 +73,23 @@ def poll_stats(endpoint, agent, done, timeout, each=None):
         if time.monotonic() > deadline:
             sys.exit(f"timeout; the sink's counters: {stats}")
         time.sleep(0.1)
+
+
+def write_seq_log(path, n, line):
+    """Write lines line(0) .. line(n - 1), 10,000 per write; returns the shortest line's length
+    (the most lines one read block can hold)."""
+    shortest = None
+    with open(path, "w") as f:
+        for start in range(0, n, 10000):
+            lines = [line(i) for i in range(start, min(n, start + 10000))]
+            shortest = min([shortest or len(lines[0])] + [len(x) for x in lines])
+            f.write("".join(lines))
+    return shortest or 0
+
+
+def json_parsers(work):
+    """A parsers file in `work` with Fluent Bit's `json` parser; returns its path."""
+    path = os.path.join(work, "parsers.conf")
+    with open(path, "w") as f:
+        f.write("[PARSER]\n    Name   json\n    Format json\n")
+    return path

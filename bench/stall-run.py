@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from kbbench import AGENT, memory_mib, poll_stats, start_sink, stop
+from kbbench import AGENT, memory_mib, poll_stats, start_sink, stop, write_seq_log
 
 MIB = 1 << 20
 
@@ -68,11 +68,8 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="kb-stall-") as work:
         log = os.path.join(work, "app.log")
-        with open(log, "w") as f:
-            for start in range(0, args.records, 10000):
-                f.write("".join(
-                    '{"seq":%d,"msg":"%s"}\n' % (i, "x" * (1000 - len(str(i))))
-                    for i in range(start, min(args.records, start + 10000))))
+        write_seq_log(log, args.records,
+                      lambda i: '{"seq":%d,"msg":"%s"}\n' % (i, "x" * (1000 - len(str(i)))))
         size = os.path.getsize(log) / MIB
         print(f"stalled-sink run: {args.records} records ({size:.0f} MiB) by tail, sink silent "
               f"for {args.stall:.0f} s from 2 s after start")

@@ -175,6 +175,36 @@ pub const OUTPUT_COUNTERS: &[EngineCounter<OutputMetrics>] = &[
     },
 ];
 
+/// A family with one sample.
+fn single(name: &str, help: &str, kind: Kind, labels: Vec<(String, String)>, v: u64) -> Family {
+    let mut f = family(name, help, kind);
+    f.samples.push(Sample {
+        suffix: "",
+        labels,
+        value: Value::Int(v),
+    });
+    f
+}
+
+/// A family with one sample per instance, labelled `name`.
+fn per_instance<T>(
+    name: &str,
+    help: &str,
+    kind: Kind,
+    instances: &[(String, T)],
+    read: impl Fn(&T) -> u64,
+) -> Family {
+    let mut f = family(name, help, kind);
+    for (instance, m) in instances {
+        f.samples.push(Sample {
+            suffix: "",
+            labels: vec![label("name", instance)],
+            value: Value::Int(read(m)),
+        });
+    }
+    f
+}
+
 /// One counter family per entry of `counters`, a sample per instance labelled `name`.
 fn engine_families<M>(
     out: &mut Vec<Family>,
@@ -183,19 +213,13 @@ fn engine_families<M>(
     instances: &[(String, Arc<M>)],
 ) {
     for c in counters {
-        let mut f = family(
+        out.push(per_instance(
             &format!("fluentbit_{kind}_{}_total", c.key),
             c.help,
             Kind::Counter,
-        );
-        for (instance, m) in instances {
-            f.samples.push(Sample {
-                suffix: "",
-                labels: vec![label("name", instance)],
-                value: Value::Int((c.read)(m)),
-            });
-        }
-        out.push(f);
+            instances,
+            |m| (c.read)(m),
+        ));
     }
 }
 
@@ -204,46 +228,34 @@ pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     let host: Vec<(String, String)> = p.hostname.iter().map(|h| label("hostname", h)).collect();
     let mut out = Vec::new();
 
-    let mut f = family(
+    out.push(single(
         "fluentbit_uptime",
         "Number of seconds that Fluent Bit has been running.",
         Kind::Counter,
-    );
-    f.samples.push(Sample {
-        suffix: "",
-        labels: host.clone(),
-        value: Value::Int(p.uptime_secs),
-    });
-    out.push(f);
+        host.clone(),
+        p.uptime_secs,
+    ));
 
     engine_families(&mut out, "input", INPUT_COUNTERS, &metrics.inputs());
     engine_families(&mut out, "output", OUTPUT_COUNTERS, &metrics.outputs());
 
-    let mut f = family(
+    out.push(single(
         "fluentbit_process_start_time_seconds",
         "Start time of the process since unix epoch in seconds.",
         Kind::Gauge,
-    );
-    f.samples.push(Sample {
-        suffix: "",
-        labels: host.clone(),
-        value: Value::Int(p.start_epoch_secs),
-    });
-    out.push(f);
-    let mut f = family(
-        "fluentbit_build_info",
-        "Build version information.",
-        Kind::Gauge,
-    );
+        host.clone(),
+        p.start_epoch_secs,
+    ));
     let mut labels = host;
     labels.push(label("version", p.version));
     labels.push(label("os", std::env::consts::OS));
-    f.samples.push(Sample {
-        suffix: "",
+    out.push(single(
+        "fluentbit_build_info",
+        "Build version information.",
+        Kind::Gauge,
         labels,
-        value: Value::Int(1),
-    });
-    out.push(f);
+        1,
+    ));
 
     storage_families(&mut out, metrics);
     out.extend(plugin_families(metrics));
@@ -397,13 +409,7 @@ fn storage_families(out: &mut Vec<Family>, metrics: &Metrics) {
             t.fs_down,
         ),
     ] {
-        let mut f = family(name, help, Kind::Gauge);
-        f.samples.push(Sample {
-            suffix: "",
-            labels: Vec::new(),
-            value: Value::Int(v),
-        });
-        out.push(f);
+        out.push(single(name, help, Kind::Gauge, Vec::new(), v));
     }
     type Read = fn(&InputChunks) -> u64;
     let per_input: [(&str, &str, Read); 7] = [
@@ -430,29 +436,14 @@ fn storage_families(out: &mut Vec<Family>, metrics: &Metrics) {
         ),
     ];
     for (key, help, read) in per_input {
-        let mut f = family(&format!("fluentbit_input_storage_{key}"), help, Kind::Gauge);
-        for (name, c) in &inputs {
-            f.samples.push(Sample {
-                suffix: "",
-                labels: vec![label("name", name)],
-                value: Value::Int(read(c)),
-            });
-        }
-        out.push(f);
+        let name = format!("fluentbit_input_storage_{key}");
+        out.push(per_instance(&name, help, Kind::Gauge, &inputs, read));
     }
     if metrics.storage.enabled.load(Ordering::Relaxed) {
         for (key, help, read) in STORAGE_COUNTERS {
-            let mut f = family(
-                &format!("fluentbit_storage_{key}_total"),
-                help,
-                Kind::Counter,
-            );
-            f.samples.push(Sample {
-                suffix: "",
-                labels: Vec::new(),
-                value: Value::Int(read(&metrics.storage)),
-            });
-            out.push(f);
+            let name = format!("fluentbit_storage_{key}_total");
+            let v = read(&metrics.storage);
+            out.push(single(&name, help, Kind::Counter, Vec::new(), v));
         }
     }
 }

@@ -6,6 +6,7 @@
 //! the records of those tasks not yet done; both reach zero exactly when everything routed has
 //! been delivered or deliberately dropped.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,29 +155,31 @@ impl Shared {
                 return; // dropping the chunk frees its memory; the file stays
             }
         }
-        self.route(chunk, &[]);
+        self.route(chunk, &HashMap::new());
     }
 
     /// Route `chunk` to every matching output, resuming each route from `saved` (what a
     /// previous run delivered); routes that had finished are skipped.
-    fn route(&self, chunk: Chunk, saved: &[(String, SavedProgress)]) {
+    fn route(&self, chunk: Chunk, saved: &HashMap<String, SavedProgress>) {
         let chunk = Arc::new(chunk);
         let mut tasks = Vec::new();
         for (idx, route) in self.routes.iter().enumerate() {
             if !route.matcher.matches(&chunk.tag) {
                 continue;
             }
-            let progress = match saved.iter().find(|(r, _)| **r == *route.name) {
-                Some((_, s)) if s.finished => None,
-                Some((_, s)) => Some(Progress::restore(chunk.records, s.words.clone(), s.dropped)),
+            // A route that is done with the chunk: it finished in an earlier run, or
+            // storage.total_limit_size gave the chunk up while it waited (counted then).
+            let progress = match saved.get(&*route.name) {
+                Some(s) if s.finished => None,
+                Some(s) => Some(Progress::restore(chunk.records, s.words.clone(), s.dropped)),
                 None => Some(Progress::new(chunk.records)),
-            };
+            }
+            .filter(|p| !p.is_complete())
+            .filter(|_| !chunk.stored.as_ref().is_some_and(|s| s.is_cancelled(idx)));
             match (progress, &chunk.stored) {
-                // storage.total_limit_size gave it up while it waited on disk (counted then).
-                (Some(_), Some(stored)) if stored.is_cancelled(idx) => self.uncharge(idx, stored),
-                (Some(p), _) if !p.is_complete() => tasks.push((idx, p)),
-                (_, Some(stored)) => self.uncharge(idx, stored),
-                _ => {}
+                (Some(p), _) => tasks.push((idx, p)),
+                (None, Some(stored)) => self.uncharge(idx, stored),
+                (None, None) => {}
             }
         }
         if tasks.is_empty() {

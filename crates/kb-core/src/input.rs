@@ -148,7 +148,7 @@ impl InputState {
             (Some(w), Some(store)) => {
                 let path = w.path().to_path_buf();
                 match w.seal(c.records) {
-                    Ok(header) => Some(store.sealed(path, header, self.metrics.clone())),
+                    Ok(header) => Some(store.stored(path, header)),
                     Err(e) => {
                         store.write_failed("seal", &path, &e);
                         let _ = std::fs::remove_file(&path);

@@ -80,6 +80,14 @@ struct Collect {
 }
 
 impl Collect {
+    /// Accepts everything, 5 ms per flush: an input that never pauses outruns it.
+    fn slow() -> Self {
+        Collect {
+            delay: Duration::from_millis(5),
+            ..Collect::new(Mode::Accept)
+        }
+    }
+
     fn new(mode: Mode) -> Self {
         Collect {
             mode,
@@ -250,11 +258,8 @@ async fn restart_replays_only_what_was_not_delivered() {
 #[tokio::test]
 async fn over_the_memory_bound_chunks_wait_on_disk_and_arrive_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    // A slow output: the input (never paused) outruns it and chunks pile up.
-    let out = Collect {
-        delay: Duration::from_millis(5),
-        ..Collect::new(Mode::Accept)
-    };
+    // The input (never paused) outruns the slow output and chunks pile up.
+    let out = Collect::slow();
     let metrics = Arc::new(Metrics::default());
     let report = run(
         StorageConfig {
@@ -470,10 +475,7 @@ async fn total_limit_size_drops_the_oldest_chunks_and_their_files() {
 #[tokio::test]
 async fn max_chunks_up_sends_the_rest_to_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Collect {
-        delay: Duration::from_millis(5),
-        ..Collect::new(Mode::Accept)
-    };
+    let out = Collect::slow();
     let metrics = Arc::new(Metrics::default());
     let input = Numbers {
         from: 0,

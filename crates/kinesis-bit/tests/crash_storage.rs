@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_success, terminate, wait_with_timeout};
+use common::{agent, assert_success, terminate_and_wait};
 use kb_testkit::sink::{Sink, SinkConfig};
 
 const RECORDS: u64 = 200_000;
@@ -106,11 +106,7 @@ async fn sigkill_while_shipping_loses_nothing_and_duplicates_at_most_the_in_flig
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    terminate(&child);
-    let out =
-        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let out = terminate_and_wait(child, Duration::from_secs(30)).await;
     assert_success(&out);
 
     let st = sink.stats();

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_success, stderr, terminate, wait_with_timeout};
+use common::{agent, assert_success, stderr, terminate_and_wait};
 use kb_testkit::kds::Kds;
 use kb_testkit::peers::{free_port, peers_dir, Ferrokinesis};
 
@@ -96,11 +96,7 @@ async fn fluent_logger_and_docker_frames_reach_kinesis_as_raw_lines() {
     while ferro.captured().len() < want && start.elapsed() < Duration::from_secs(15) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    terminate(&child);
-    let out =
-        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let out = terminate_and_wait(child, Duration::from_secs(30)).await;
     assert_success(&out);
     let mut got: Vec<Vec<u8>> = ferro.captured().into_iter().map(|r| r.data).collect();
     got.sort();

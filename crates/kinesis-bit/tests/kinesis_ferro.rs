@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{agent, assert_success, run_with_stdin, stderr, terminate, wait_with_timeout};
+use common::{agent, assert_success, run_with_stdin, stderr, terminate_and_wait};
 use kb_testkit::kds::Kds;
 use kb_testkit::peers::{FerroOptions, Ferrokinesis};
 
@@ -165,10 +165,7 @@ async fn seed_command_line_ships_cpu_records() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    terminate(&child);
-    let out = tokio::task::spawn_blocking(move || wait_with_timeout(child, LIMIT))
-        .await
-        .unwrap();
+    let out = terminate_and_wait(child, LIMIT).await;
     assert_success(&out);
     let recs = kds.read_all("my-stream").await.unwrap();
     assert!(
@@ -317,10 +314,7 @@ async fn run_example(args: &[&str], cli_script: bool) -> Vec<serde_json::Value> 
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    terminate(&child);
-    let out = tokio::task::spawn_blocking(move || wait_with_timeout(child, LIMIT))
-        .await
-        .unwrap();
+    let out = terminate_and_wait(child, LIMIT).await;
     assert_success(&out);
     let recs = kds.read_all("my-stream").await.unwrap();
     assert!(

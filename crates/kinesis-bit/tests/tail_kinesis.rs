@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_success, stderr, terminate, wait_with_timeout};
+use common::{agent, assert_success, stderr, terminate_and_wait};
 use kb_testkit::kds::Kds;
 use kb_testkit::peers::Ferrokinesis;
 
@@ -95,22 +95,14 @@ async fn growing_rotating_file_arrives_exactly_once_across_a_restart() {
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
     append(&log, 600..900);
     wait_for(&ferro, 900).await;
-    terminate(&agent1);
-    let out1 =
-        tokio::task::spawn_blocking(move || wait_with_timeout(agent1, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let out1 = terminate_and_wait(agent1, Duration::from_secs(30)).await;
     assert_success(&out1);
 
     // Written while the agent is down: the DB offset resumes exactly there.
     append(&log, 900..1200);
     let agent2 = start(dir.path(), &ferro.endpoint());
     let counts = wait_for(&ferro, 1200).await;
-    terminate(&agent2);
-    let out2 =
-        tokio::task::spawn_blocking(move || wait_with_timeout(agent2, Duration::from_secs(30)))
-            .await
-            .unwrap();
+    let out2 = terminate_and_wait(agent2, Duration::from_secs(30)).await;
     assert_success(&out2);
     let missing: Vec<usize> = (0..1200).filter(|i| counts[*i] == 0).collect();
     let dups: Vec<usize> = (0..1200).filter(|i| counts[*i] > 1).collect();

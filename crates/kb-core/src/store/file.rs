@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -162,7 +162,8 @@ pub struct SavedProgress {
 #[derive(Debug)]
 pub struct LoadedFile {
     pub header: Header,
-    pub data: Vec<u8>,
+    /// The events: a slice of the file as read, not a copy.
+    pub data: bytes::Bytes,
     pub progress: HashMap<String, SavedProgress>,
 }
 
@@ -254,7 +255,8 @@ fn truncate_name(s: &str) -> String {
     s[..end].to_string()
 }
 
-fn unix_nanos() -> u64 {
+/// Nanoseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -382,11 +384,9 @@ pub fn read_chunk(path: &Path) -> Result<LoadedFile, Corrupt> {
         )));
     }
     let progress = parse_journal(&all[end..]);
-    all.truncate(end);
-    all.drain(..start);
     Ok(LoadedFile {
         header,
-        data: all,
+        data: bytes::Bytes::from(all).slice(start..end),
         progress,
     })
 }
@@ -435,7 +435,7 @@ fn decode_entry(p: &[u8]) -> Option<(String, SavedProgress)> {
     ))
 }
 
-/// Append one journal entry to a sealed file opened for appending.
+/// Append one journal entry to a sealed file opened for appending (`O_APPEND`).
 pub fn append_journal(
     file: &mut File,
     route: &str,
@@ -461,8 +461,8 @@ pub fn append_journal(
     entry.extend_from_slice(&(p.len() as u32).to_le_bytes());
     entry.extend_from_slice(&crc32fast::hash(&p).to_le_bytes());
     entry.extend_from_slice(&p);
-    // One write: an entry is either whole or a torn tail that parse_journal ignores.
-    file.seek(SeekFrom::End(0))?;
+    // One write to a file opened for appending: an entry is either whole or a torn tail
+    // that parse_journal ignores.
     file.write_all(&entry)?;
     if sync == SyncMode::Full {
         file.sync_data()?;

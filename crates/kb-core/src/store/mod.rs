@@ -11,7 +11,7 @@
 
 pub mod file;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,12 @@ use crate::chunk::{Chunk, Progress};
 use crate::event::EventReader;
 use crate::input::MemAccount;
 use crate::metrics::{self, InputMetrics, Metrics};
+
+/// `read_dir` whose error names the directory.
+fn read_dir(dir: &Path) -> io::Result<std::fs::ReadDir> {
+    std::fs::read_dir(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", dir.display())))
+}
 use file::{Corrupt, Header, SyncMode};
 
 /// File name extension of chunk files.
@@ -133,7 +139,7 @@ impl Store {
     fn scan(self: &Arc<Self>) -> io::Result<Vec<Arc<StoredChunk>>> {
         let rejected = self.config.rejected_dir();
         let mut found = Vec::new();
-        for dir in std::fs::read_dir(&self.config.path)? {
+        for dir in read_dir(&self.config.path)? {
             let dir = dir?.path();
             if !dir.is_dir() {
                 tracing::warn!(target: "storage", "{} is not a chunk directory: left untouched", dir.display());
@@ -142,15 +148,15 @@ impl Store {
             if dir == rejected {
                 continue;
             }
-            for f in std::fs::read_dir(&dir)? {
+            for f in read_dir(&dir)? {
                 let path = f?.path();
                 if path.extension().and_then(|e| e.to_str()) != Some(CHUNK_EXT) {
                     tracing::warn!(target: "storage", "{} is not a chunk file: left untouched", path.display());
                     continue;
                 }
                 match self.examine(&path) {
-                    Ok(header) => found.push(self.stored(path, header)),
-                    Err(Corrupt::Truncated("header (removed)")) => {}
+                    Ok(Some(header)) => found.push(self.stored(path, header)),
+                    Ok(None) => {}
                     Err(reason) => self.corrupt(&path, &reason),
                 }
             }
@@ -159,19 +165,21 @@ impl Store {
         Ok(found)
     }
 
-    fn examine(&self, path: &Path) -> Result<Header, Corrupt> {
+    /// The header of a file found at start, once an open file is recovered; `None` when the
+    /// file was removed because it never held a record.
+    fn examine(&self, path: &Path) -> Result<Option<Header>, Corrupt> {
         let header = match file::read_header(path) {
             Err(Corrupt::Truncated(_)) if file::is_torn_create(path) => {
                 // The crash came while the file was being created: it never held a record.
                 tracing::info!(target: "storage", "chunk {} was cut while being created (no records): removed", path.display());
                 metrics::add(&self.metrics.storage.recovered_chunks, 1);
                 std::fs::remove_file(path)?;
-                return Err(Corrupt::Truncated("header (removed)"));
+                return Ok(None);
             }
             r => r?,
         };
         if header.sealed {
-            return Ok(header);
+            return Ok(Some(header));
         }
         let r = file::recover_open(path)?;
         metrics::add(&self.metrics.storage.recovered_chunks, 1);
@@ -179,7 +187,7 @@ impl Store {
             "chunk {} was still open at the last stop: {} complete records kept{}",
             path.display(), r.header.records,
             if r.torn_bytes > 0 { format!(", a torn record of {} bytes cut", r.torn_bytes) } else { String::new() });
-        Ok(r.header)
+        Ok(Some(r.header))
     }
 
     /// A file that cannot be used: counted, logged, left (or deleted when configured).
@@ -195,7 +203,8 @@ impl Store {
         }
     }
 
-    fn stored(self: &Arc<Self>, path: PathBuf, header: Header) -> Arc<StoredChunk> {
+    /// The stored chunk of a sealed file (found at start, or just sealed by an input).
+    pub(crate) fn stored(self: &Arc<Self>, path: PathBuf, header: Header) -> Arc<StoredChunk> {
         let gauges = self.metrics.input(&header.input);
         Arc::new(StoredChunk {
             store: self.clone(),
@@ -210,46 +219,27 @@ impl Store {
 
     /// Create `path/<input>/`.
     pub(crate) fn prepare_input(&self, input: &str) -> io::Result<()> {
-        std::fs::create_dir_all(self.config.path.join(dir_name(input)))
+        let dir = self.config.path.join(dir_name(input));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))
     }
 
     /// Start the file of a new open chunk.
     pub(crate) fn create(&self, input: &str, tag: &str) -> io::Result<file::ChunkWriter> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{now:020}-{}-{seq}.{CHUNK_EXT}", std::process::id());
+        let name = format!(
+            "{:020}-{}-{seq}.{CHUNK_EXT}",
+            file::unix_nanos(),
+            std::process::id()
+        );
         let path = self.config.path.join(dir_name(input)).join(name);
         file::ChunkWriter::create(path, tag, input, self.config.checksum, self.config.sync)
-    }
-
-    /// A sealed file of a live input becomes a stored chunk.
-    pub(crate) fn sealed(
-        self: &Arc<Self>,
-        path: PathBuf,
-        header: Header,
-        gauges: Arc<InputMetrics>,
-    ) -> Arc<StoredChunk> {
-        Arc::new(StoredChunk {
-            store: self.clone(),
-            path,
-            header,
-            gauges,
-            journal: Mutex::new(None),
-            routes_left: AtomicUsize::new(0),
-            cancelled: AtomicU64::new(0),
-        })
     }
 
     /// Log a failed write, at most once every 10 s, and count it.
     pub(crate) fn write_failed(&self, what: &str, path: &Path, e: &io::Error) {
         metrics::add(&self.metrics.storage.write_errors, 1);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = file::unix_nanos() / 1_000_000_000;
         let last = self.last_warning.load(Ordering::Relaxed);
         if now >= last + 10
             && self
@@ -341,7 +331,7 @@ impl Store {
 
     /// Load the next down chunk with what its routes already delivered, or wait until one
     /// can be loaded. Corrupt files are skipped and counted.
-    pub(crate) async fn next_loaded(&self) -> (Chunk, Vec<(String, file::SavedProgress)>) {
+    pub(crate) async fn next_loaded(&self) -> (Chunk, HashMap<String, file::SavedProgress>) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -353,14 +343,14 @@ impl Store {
                         self.loaded.add(l.data.len());
                         let chunk = Chunk::with_account(
                             Arc::from(l.header.tag.as_str()),
-                            bytes::Bytes::from(l.data),
+                            l.data,
                             l.header.records as usize,
                             Arc::from(l.header.input.as_str()),
                             self.loaded.clone(),
                             Some(c.clone()),
                             c.gauges.clone(),
                         );
-                        return (chunk, l.progress.into_iter().collect());
+                        return (chunk, l.progress);
                     }
                     Err(reason) => {
                         self.corrupt(&c.path, &reason);

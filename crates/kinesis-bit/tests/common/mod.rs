@@ -86,6 +86,14 @@ pub fn terminate(child: &Child) {
     assert!(ok, "kill -TERM failed");
 }
 
+/// SIGTERM the agent and wait for it (up to `limit`) without blocking the async runtime.
+pub async fn terminate_and_wait(child: Child, limit: Duration) -> Output {
+    terminate(&child);
+    tokio::task::spawn_blocking(move || wait_with_timeout(child, limit))
+        .await
+        .expect("wait for the agent")
+}
+
 /// The agent's stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
