@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod output;
 pub mod ratelimit;
 pub mod response;
+mod response_scan;
 pub mod send;
 pub mod time_format;

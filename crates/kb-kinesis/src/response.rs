@@ -4,6 +4,7 @@
 //! is absent or `null` (kinesis-local writes `"ErrorCode":null` for successes). Anything
 //! inconsistent makes the whole response unparseable, and the caller re-sends every entry.
 //! Strings are borrowed from the body (serde `Cow`), so entries do not allocate one by one.
+//! The usual answer, every entry accepted, is recognised first by [`crate::response_scan`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -111,9 +112,19 @@ pub fn parse_put_records_response(
         failed: 0,
         entries: Vec::new(),
     };
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || crate::response_scan::all_accepted(body) {
         return Ok(all_ok);
     }
+    parse_with_serde(body, sent)
+}
+
+/// The full parser: every answer, with the reason when it is not a consistent one.
+fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    let all_ok = PutRecordsResponse {
+        sent,
+        failed: 0,
+        entries: Vec::new(),
+    };
     let raw: RawResponse<'_> =
         serde_json::from_slice(body).map_err(|e| ResponseError::new(e.to_string(), body))?;
     let count = match raw.failed_record_count {
@@ -214,5 +225,98 @@ impl<'a> PutRecordsResponse<'a> {
             EntryOutcome::Failed { code, message } => Some((code, message)),
             EntryOutcome::Accepted => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response_scan::all_accepted;
+
+    /// What Kinesis, kinesis-local (`"ErrorCode":null`) and a pretty-printing peer answer.
+    fn accepted_bodies() -> Vec<Vec<u8>> {
+        let entry = r#"{"SequenceNumber":"49590000000000000000000000000000000000000000000000000001","ShardId":"shardId-000000000000"}"#;
+        let entries = [entry; 5].join(",");
+        vec![
+            format!(r#"{{"FailedRecordCount":0,"Records":[{entries}],"EncryptionType":"NONE"}}"#),
+            format!(
+                r#"{{"Records":[{{"SequenceNumber":"1","ShardId":"s","ErrorCode":null,"ErrorMessage":null}}],"FailedRecordCount":0}}"#
+            ),
+            "{\n  \"FailedRecordCount\" : 0 ,\n  \"Records\" : [ { \"SequenceNumber\" : \"1\", \"x\" : [1, -2.5e+3, true, false, null, {}] } ]\n}\n".to_string(),
+            r#"{"FailedRecordCount":0,"Records":null}"#.to_string(),
+            r#"{"FailedRecordCount":0,"Records":[]}"#.to_string(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+    }
+
+    #[test]
+    fn usual_answers_take_the_fast_path() {
+        for body in accepted_bodies() {
+            assert!(all_accepted(&body), "{}", String::from_utf8_lossy(&body));
+            assert!(parse_with_serde(&body, 5).unwrap().all_accepted());
+        }
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_the_full_parser() {
+        for body in [
+            &br#"{"FailedRecordCount":1,"Records":[{"ErrorCode":"InternalFailure"}]}"#[..],
+            br#"{"FailedRecordCount":0,"FailedRecordCount":0}"#,
+            br#"{"FailedRecordCount":0.0}"#,
+            br#"{"FailedRecordCount":"0"}"#,
+            br#"{"FailedRecordCount":0,"Records":[{"ErrorCode":1}]}"#,
+            br#"{"FailedRecordCount":0,"Records":[{"ErrorCode":null,"ErrorCode":null}]}"#,
+            br#"{"FailedRecordCount":0,"Records":{}}"#,
+            br#"{"FailedRecordCount":0,"Records":[]} x"#,
+            br#"{"FailedRecordCount":0,"x":"a\"b"}"#,
+            br#"{"FailedRecordCount":0,"x":01}"#,
+            br#"{"FailedRecordCount":0,"x":[1,]}"#,
+            br#"{"FailedRecordCount":0,}"#,
+            br#"[{"FailedRecordCount":0}]"#,
+            b"{\"FailedRecordCount\":0,\"x\":\"\x01\"}",
+        ] {
+            assert!(!all_accepted(body), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// Whatever the fast path accepts, the full parser reads as all accepted too: checked on
+    /// every truncation and on single-byte changes of the usual answers.
+    #[test]
+    fn fast_path_never_accepts_what_the_full_parser_would_not() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let bytes = b"{}[],:\"\\0-1.eE+ntrufalsFRecodCunt \n\x01\xff";
+        let mut checked = 0;
+        for body in accepted_bodies() {
+            let mut variants: Vec<Vec<u8>> = (0..body.len()).map(|n| body[..n].to_vec()).collect();
+            for _ in 0..20_000 {
+                let mut v = body.clone();
+                for _ in 0..rng.usize(1..4) {
+                    let at = rng.usize(0..v.len());
+                    match rng.u8(0..3) {
+                        0 => v[at] = bytes[rng.usize(0..bytes.len())],
+                        1 => v.insert(at, bytes[rng.usize(0..bytes.len())]),
+                        _ => {
+                            v.remove(at);
+                        }
+                    }
+                }
+                variants.push(v);
+            }
+            for v in variants {
+                if all_accepted(&v) {
+                    checked += 1;
+                    let full = parse_with_serde(&v, 5);
+                    assert!(
+                        full.as_ref().is_ok_and(|r| r.all_accepted()),
+                        "fast path accepted {:?}, full parser: {:?}",
+                        String::from_utf8_lossy(&v),
+                        full.map(|r| r.failed_count())
+                    );
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} variants were accepted");
     }
 }
