@@ -121,8 +121,17 @@ impl PutRecordsBody {
     /// Exact bytes an entry of `data_len` Data bytes with `key` would add now, including the
     /// separating comma when the body already has entries.
     pub fn entry_size(&self, data_len: usize, key: &str) -> usize {
+        self.entry_size_with(data_len, json_string_len(key))
+    }
+
+    fn entry_size_with(&self, data_len: usize, key_json_len: usize) -> usize {
         let comma = usize::from(self.count > 0);
-        comma + Self::entry_len(data_len, key)
+        comma
+            + ENTRY_START.len()
+            + base64_len(data_len)
+            + ENTRY_MID.len()
+            + key_json_len
+            + ENTRY_END.len()
     }
 
     /// Bytes of one `{"Data":"…","PartitionKey":"…"}` entry, without a comma.
@@ -136,23 +145,25 @@ impl PutRecordsBody {
 
     /// Whether an entry of this size would be accepted now (see [`PutRecordsBody::try_push`]).
     pub fn fits(&self, data_len: usize, key: &str) -> bool {
-        if self.count == 0 {
-            return true;
-        }
-        self.count < MAX_RECORDS && self.body_len() + self.entry_size(data_len, key) <= MAX_BODY
+        self.fits_with(self.entry_size(data_len, key))
+    }
+
+    fn fits_with(&self, entry_size: usize) -> bool {
+        self.count == 0 || (self.count < MAX_RECORDS && self.body_len() + entry_size <= MAX_BODY)
     }
 
     /// Append an entry if it fits in [`MAX_RECORDS`] and [`MAX_BODY`] (footer included); an
     /// entry that alone exceeds [`MAX_BODY`] is accepted only into an empty body.
     pub fn try_push(&mut self, data: &[u8], key: &str) -> bool {
-        if !self.fits(data.len(), key) {
+        // The key's JSON length once per entry: it sizes both the check and the reservation.
+        let add = self.entry_size_with(data.len(), json_string_len(key));
+        if !self.fits_with(add) {
             return false;
         }
         if self.finished {
             self.buf.truncate(self.buf.len() - FOOTER.len());
             self.finished = false;
         }
-        let add = self.entry_size(data.len(), key);
         // Amortised growth here, so the base64 writer's exact reservation never reallocates.
         self.buf.reserve(add + FOOTER.len());
         #[cfg(debug_assertions)]

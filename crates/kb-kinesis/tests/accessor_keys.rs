@@ -218,3 +218,29 @@ fn accessor_random_key_alphabet_and_length() {
     assert_eq!(seen.len(), 2000, "fresh key every time");
     assert_eq!(chars.len(), 62, "the whole [0-9A-Za-z] alphabet is used");
 }
+
+/// Every position of the key draws the 62 characters evenly (the shard a record lands on is
+/// the MD5 of its key, but a skewed alphabet would still shrink the key space).
+#[test]
+fn accessor_random_key_positions_are_uniform() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut out = String::new();
+    let mut counts = vec![[0u32; 128]; RANDOM_KEY_LEN];
+    for _ in 0..62_000 {
+        random_key(&mut rng, &mut out);
+        for (pos, b) in out.bytes().enumerate() {
+            counts[pos][b as usize] += 1;
+        }
+    }
+    for (pos, c) in counts.iter().enumerate() {
+        for b in (b'0'..=b'9').chain(b'A'..=b'Z').chain(b'a'..=b'z') {
+            let n = c[b as usize];
+            // Expected 1000 each, standard deviation about 32.
+            assert!(
+                (850..=1150).contains(&n),
+                "position {pos}: '{}' drawn {n} times",
+                b as char
+            );
+        }
+    }
+}
