@@ -22,7 +22,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(agent, records, work, tag):
+def run(agent, records, input_name, work, tag):
     out = os.path.join(work, f"callgrind.{tag}.out")
     wrapper = os.path.join(work, f"agent-{tag}.sh")
     with open(wrapper, "w") as f:
@@ -31,7 +31,7 @@ def run(agent, records, work, tag):
     os.chmod(wrapper, 0o755)
     env = dict(os.environ, KB_AGENT=wrapper)
     cmd = [sys.executable, os.path.join(ROOT, "bench", "e2e.py"), "--records", str(records),
-           "--reps", "1", "--inputs", "tail", "--work", work, "--timeout", "1800"]
+           "--reps", "1", "--inputs", input_name, "--work", work, "--timeout", "1800"]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     text = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=99", out], check=True,
                           capture_output=True, text=True).stdout
@@ -58,6 +58,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=100_000)
     p.add_argument("--top", type=int, default=12, help="functions listed per build")
+    p.add_argument("--input", default="tail", choices=["tail", "dummy"])
     p.add_argument("agents", nargs="+", help="agent binaries to compare")
     args = p.parse_args()
     if not shutil.which("valgrind"):
@@ -66,9 +67,9 @@ def main():
     try:
         results = []
         for i, agent in enumerate(args.agents):
-            total, functions = run(agent, args.records, work, str(i))
+            total, functions = run(agent, args.records, args.input, work, str(i))
             results.append((agent, total, functions))
-        print(f"instructions per record, tail → kinesis_streams, {args.records} × 1 KiB lines "
+        print(f"instructions per record, {args.input} → kinesis_streams, {args.records} × 1 KiB records "
               f"(callgrind; user space of the agent)")
         sha = lambda functions: sum(ir for ir, name in functions if "sha256_block" in name)
         base, base_rest = results[0][1], results[0][1] - sha(results[0][2])

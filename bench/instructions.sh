@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per record under callgrind (issue 6): builds the agent with symbols and kb-sink,
 # then runs bench/instructions.py on the given agents (default: the profiling build).
-# Usage: bash bench/instructions.sh [--records N] [AGENT...]
+# Usage: bash bench/instructions.sh [--records N] [--input tail|dummy] [AGENT...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -12,7 +12,7 @@ agents=()
 opts=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --records|--top) opts+=("$1" "$2"); shift 2 ;;
+    --records|--top|--input) opts+=("$1" "$2"); shift 2 ;;
     *) agents+=("$1"); shift ;;
   esac
 done
