@@ -125,22 +125,16 @@ impl PutRecordsBody {
     }
 
     fn entry_size_with(&self, data_len: usize, key_json_len: usize) -> usize {
-        let comma = usize::from(self.count > 0);
-        comma
-            + ENTRY_START.len()
-            + base64_len(data_len)
-            + ENTRY_MID.len()
-            + key_json_len
-            + ENTRY_END.len()
+        usize::from(self.count > 0) + Self::entry_len_with(data_len, key_json_len)
     }
 
     /// Bytes of one `{"Data":"…","PartitionKey":"…"}` entry, without a comma.
     pub fn entry_len(data_len: usize, key: &str) -> usize {
-        ENTRY_START.len()
-            + base64_len(data_len)
-            + ENTRY_MID.len()
-            + json_string_len(key)
-            + ENTRY_END.len()
+        Self::entry_len_with(data_len, json_string_len(key))
+    }
+
+    fn entry_len_with(data_len: usize, key_json_len: usize) -> usize {
+        ENTRY_START.len() + base64_len(data_len) + ENTRY_MID.len() + key_json_len + ENTRY_END.len()
     }
 
     /// Whether an entry of this size would be accepted now (see [`PutRecordsBody::try_push`]).

@@ -107,28 +107,18 @@ pub fn parse_put_records_response(
     body: &[u8],
     sent: usize,
 ) -> Result<PutRecordsResponse<'_>, ResponseError> {
-    let all_ok = PutRecordsResponse {
-        sent,
-        failed: 0,
-        entries: Vec::new(),
-    };
     if body.iter().all(u8::is_ascii_whitespace) || crate::response_scan::all_accepted(body) {
-        return Ok(all_ok);
+        return Ok(PutRecordsResponse::all_accepted_of(sent));
     }
     parse_with_serde(body, sent)
 }
 
 /// The full parser: every answer, with the reason when it is not a consistent one.
 fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, ResponseError> {
-    let all_ok = PutRecordsResponse {
-        sent,
-        failed: 0,
-        entries: Vec::new(),
-    };
     let raw: RawResponse<'_> =
         serde_json::from_slice(body).map_err(|e| ResponseError::new(e.to_string(), body))?;
     let count = match raw.failed_record_count {
-        Some(0) => return Ok(all_ok),
+        Some(0) => return Ok(PutRecordsResponse::all_accepted_of(sent)),
         Some(n) if n < 0 => {
             return Err(ResponseError::new(
                 format!("negative FailedRecordCount {n}"),
@@ -162,6 +152,15 @@ fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, 
 }
 
 impl<'a> PutRecordsResponse<'a> {
+    /// The answer that accepted all `sent` entries.
+    fn all_accepted_of(sent: usize) -> Self {
+        PutRecordsResponse {
+            sent,
+            failed: 0,
+            entries: Vec::new(),
+        }
+    }
+
     /// Number of entries in the request.
     pub fn len(&self) -> usize {
         self.sent

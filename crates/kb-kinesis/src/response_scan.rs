@@ -81,19 +81,9 @@ impl<'a> Scan<'a> {
 
     /// `Records`: an array of entry objects.
     fn entries(&mut self) -> Option<()> {
-        self.eat(b'[')?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
+        self.list(b'[', b']', |s| {
             let (mut code, mut message) = (false, false);
-            self.ws();
-            if self.peek() != Some(b'{') {
-                return None;
-            }
-            self.object(|s, key| {
+            s.object(|s, key| {
                 let seen = match key {
                     b"ErrorCode" => &mut code,
                     b"ErrorMessage" => &mut message,
@@ -108,36 +98,39 @@ impl<'a> Scan<'a> {
                 } else {
                     s.literal(b"null")
                 }
-            })?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            })
+        })
     }
 
     /// An object, handing each member's key to `member`, which reads the value.
     fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
+        self.list(b'{', b'}', |s| {
+            s.ws();
+            let key = s.string()?;
+            s.eat(b':')?;
+            member(s, key)
+        })
+    }
+
+    /// `open close`, or `open item (, item)* close` with each item read by `item`.
+    fn list(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Some(());
         }
         loop {
-            self.ws();
-            let key = self.string()?;
-            self.eat(b':')?;
-            member(self, key)?;
+            item(self)?;
             self.ws();
             match self.peek()? {
                 b',' => self.i += 1,
-                b'}' => {
+                c if c == close => {
                     self.i += 1;
                     return Some(());
                 }
@@ -155,26 +148,7 @@ impl<'a> Scan<'a> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' => self.object(|s, _| s.value(depth + 1)),
-            b'[' => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'[' => self.list(b'[', b']', |s| s.value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
