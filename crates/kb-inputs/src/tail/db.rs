@@ -2,10 +2,18 @@
 //! per followed file keyed by inode, holding the offset of the first byte not yet delivered
 //! (the start of an unfinished line). A restart resumes every file found again at its stored
 //! offset, so lines are neither read twice nor skipped.
+//!
+//! Beside Fluent Bit's table, `kb_tail_proof` keeps each row's [`Proof`] (the file's first
+//! bytes and the bytes before the offset), so a file rewritten while the agent was down
+//! (copy-truncate, or a new file on a reused inode) is read from its head instead of from a
+//! stale offset. Fluent Bit's table is left as Fluent Bit writes it; a DB without proofs (one
+//! Fluent Bit wrote) still resumes at its offsets.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+use super::proof::Proof;
 
 /// An open offsets database.
 pub struct OffsetDb {
@@ -13,10 +21,20 @@ pub struct OffsetDb {
 }
 
 /// A stored file position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub id: i64,
     pub offset: u64,
+    /// The content at `offset` when it was stored; `None` in a DB Fluent Bit wrote.
+    pub proof: Option<Proof>,
+}
+
+/// A position to store.
+#[derive(Debug, Clone)]
+pub struct Save {
+    pub id: i64,
+    pub offset: u64,
+    pub proof: Proof,
 }
 
 fn err(e: rusqlite::Error) -> String {
@@ -66,6 +84,11 @@ impl OffsetDb {
                 inode   INTEGER,
                 created INTEGER,
                 rotated INTEGER DEFAULT 0
+            );
+            CREATE TABLE IF NOT EXISTS kb_tail_proof (
+                id   INTEGER PRIMARY KEY,
+                head BLOB NOT NULL,
+                tail BLOB NOT NULL
             );",
         )
         .map_err(err)?;
@@ -76,12 +99,17 @@ impl OffsetDb {
     pub fn lookup(&self, inode: u64) -> Result<Option<Stored>, String> {
         self.conn
             .query_row(
-                "SELECT id, offset FROM in_tail_files WHERE inode = ?1 ORDER BY id DESC LIMIT 1",
+                "SELECT f.id, f.offset, p.head, p.tail FROM in_tail_files f
+                 LEFT JOIN kb_tail_proof p ON p.id = f.id
+                 WHERE f.inode = ?1 ORDER BY f.id DESC LIMIT 1",
                 params![inode as i64],
                 |r| {
+                    let head: Option<Vec<u8>> = r.get(2)?;
+                    let tail: Option<Vec<u8>> = r.get(3)?;
                     Ok(Stored {
                         id: r.get(0)?,
                         offset: r.get::<_, Option<i64>>(1)?.unwrap_or(0).max(0) as u64,
+                        proof: head.zip(tail).map(|(head, tail)| Proof { head, tail }),
                     })
                 },
             )
@@ -100,7 +128,12 @@ impl OffsetDb {
                 params![name, offset as i64, inode as i64, now],
             )
             .map_err(err)?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        // A row id can be reused after a delete; a proof left by another writer is not ours.
+        self.conn
+            .execute("DELETE FROM kb_tail_proof WHERE id = ?1", params![id])
+            .map_err(err)?;
+        Ok(id)
     }
 
     /// Record the name a file is found under now.
@@ -114,18 +147,28 @@ impl OffsetDb {
             .map_err(err)
     }
 
-    /// Store new offsets, all in one transaction.
-    pub fn update_offsets(&mut self, rows: &[(i64, u64)]) -> Result<(), String> {
+    /// Store new offsets with their proofs, all in one transaction.
+    pub fn update_offsets(&mut self, rows: &[Save]) -> Result<(), String> {
         if rows.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction().map_err(err)?;
         {
-            let mut stmt = tx
+            let mut offset = tx
                 .prepare_cached("UPDATE in_tail_files SET offset = ?1 WHERE id = ?2")
                 .map_err(err)?;
-            for (id, offset) in rows {
-                stmt.execute(params![*offset as i64, id]).map_err(err)?;
+            let mut proof = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO kb_tail_proof (id, head, tail) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for row in rows {
+                offset
+                    .execute(params![row.offset as i64, row.id])
+                    .map_err(err)?;
+                proof
+                    .execute(params![row.id, row.proof.head, row.proof.tail])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -160,6 +203,8 @@ impl OffsetDb {
         for id in &stale {
             tx.execute("DELETE FROM in_tail_files WHERE id = ?1", params![id])
                 .map_err(err)?;
+            tx.execute("DELETE FROM kb_tail_proof WHERE id = ?1", params![id])
+                .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(stale.len())
@@ -169,6 +214,9 @@ impl OffsetDb {
     pub fn delete(&self, id: i64) -> Result<(), String> {
         self.conn
             .execute("DELETE FROM in_tail_files WHERE id = ?1", params![id])
+            .map_err(err)?;
+        self.conn
+            .execute("DELETE FROM kb_tail_proof WHERE id = ?1", params![id])
             .map(|_| ())
             .map_err(err)
     }
@@ -185,10 +233,34 @@ mod tests {
         let mut db = OffsetDb::open(&path, "normal", "WAL", false).unwrap();
         assert_eq!(db.lookup(7).unwrap(), None);
         let id = db.insert("/x.log", 7, 10).unwrap();
-        db.update_offsets(&[(id, 42)]).unwrap();
+        assert_eq!(
+            db.lookup(7).unwrap(),
+            Some(Stored {
+                id,
+                offset: 10,
+                proof: None
+            })
+        );
+        let proof = Proof {
+            head: b"first\n".to_vec(),
+            tail: b"st\nsecond\n".to_vec(),
+        };
+        db.update_offsets(&[Save {
+            id,
+            offset: 42,
+            proof: proof.clone(),
+        }])
+        .unwrap();
         drop(db);
         let db = OffsetDb::open(&path, "normal", "WAL", false).unwrap();
-        assert_eq!(db.lookup(7).unwrap(), Some(Stored { id, offset: 42 }));
+        assert_eq!(
+            db.lookup(7).unwrap(),
+            Some(Stored {
+                id,
+                offset: 42,
+                proof: Some(proof)
+            })
+        );
         db.rename(id, "/y.log").unwrap();
         db.mark_rotated(id).unwrap();
         db.delete(id).unwrap();
