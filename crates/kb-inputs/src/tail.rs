@@ -455,7 +455,7 @@ impl Tailer {
 
     /// Read every file that may have data until none has or `budget` has passed (so that
     /// rotation checks and scans still happen while files keep growing), pausing while over
-    /// `Mem_Buf_Limit`. Offsets are stored at most every [`POLL_INTERVAL`].
+    /// `Mem_Buf_Limit`.
     async fn drain(&mut self, ctx: &InputContext, budget: Duration) -> Drain {
         let until = Instant::now() + budget;
         loop {
@@ -470,7 +470,10 @@ impl Tailer {
                 }
                 progressed |= self.read_block(i, ctx);
             }
-            if self.last_save.elapsed() >= POLL_INTERVAL {
+            // With filesystem storage what was read is on disk already: the offset follows
+            // every round, so a crash re-reads at most one block. In memory, a crash loses
+            // the buffer anyway, and inotify rounds (one per write) would each cost a commit.
+            if ctx.is_filesystem() || self.last_save.elapsed() >= POLL_INTERVAL {
                 self.save_offsets();
             }
             if !progressed {
