@@ -9,8 +9,8 @@ use kb_core::metrics::Metrics;
 use serde_json::{json, Map, Value as Json};
 
 use crate::families::{
-    input_chunks, storage_totals, EngineCounter, Family, Kind, Value, INPUT_COUNTERS,
-    OUTPUT_COUNTERS,
+    input_chunks, storage_totals, EngineCounter, Family, Kind, Value, FILTER_COUNTERS,
+    INPUT_COUNTERS, OUTPUT_COUNTERS,
 };
 use crate::health::{HealthConfig, HealthState};
 use crate::prometheus::{format_labels, format_value};
@@ -63,11 +63,11 @@ pub fn uptime(secs: u64) -> Json {
     json!({ "uptime_sec": secs, "uptime_hr": uptime_hr(secs) })
 }
 
-/// `GET /api/v1/metrics`: per instance counters, inputs, filters (none yet) and outputs.
+/// `GET /api/v1/metrics`: per instance counters, inputs, filters and outputs.
 pub fn metrics(m: &Metrics) -> Json {
     json!({
         "input": instances(INPUT_COUNTERS, &m.inputs()),
-        "filter": {},
+        "filter": instances(FILTER_COUNTERS, &m.filters()),
         "output": instances(OUTPUT_COUNTERS, &m.outputs()),
     })
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
-use kb_core::metrics::{get, InputMetrics, Metrics, OutputMetrics, StorageCounters};
+use kb_core::metrics::{get, FilterMetrics, InputMetrics, Metrics, OutputMetrics, StorageCounters};
 
 /// Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,35 @@ pub const INPUT_COUNTERS: &[EngineCounter<InputMetrics>] = &[
     },
 ];
 
+/// The filter counters, in Fluent Bit's order (`flb_filter_init`'s metrics).
+pub const FILTER_COUNTERS: &[EngineCounter<FilterMetrics>] = &[
+    EngineCounter {
+        key: "drop_records",
+        help: "Total number of dropped records.",
+        read: |m| get(&m.drop_records),
+    },
+    EngineCounter {
+        key: "add_records",
+        help: "Total number of new added records.",
+        read: |m| get(&m.add_records),
+    },
+    EngineCounter {
+        key: "records",
+        help: "Total number of new records processed.",
+        read: |m| get(&m.records),
+    },
+    EngineCounter {
+        key: "bytes",
+        help: "Total number of new bytes processed.",
+        read: |m| get(&m.bytes),
+    },
+    EngineCounter {
+        key: "drop_bytes",
+        help: "Total number of dropped bytes.",
+        read: |m| get(&m.drop_bytes),
+    },
+];
+
 /// The output counters, in Fluent Bit's order.
 pub const OUTPUT_COUNTERS: &[EngineCounter<OutputMetrics>] = &[
     EngineCounter {
@@ -223,7 +252,7 @@ fn engine_families<M>(
     }
 }
 
-/// Every family, in a stable order: process, inputs, outputs, then plugin metrics.
+/// Every family, in a stable order: process, inputs, filters, outputs, then plugin metrics.
 pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     let host: Vec<(String, String)> = p.hostname.iter().map(|h| label("hostname", h)).collect();
     let mut out = Vec::new();
@@ -237,6 +266,7 @@ pub fn collect(metrics: &Metrics, p: &Process) -> Vec<Family> {
     ));
 
     engine_families(&mut out, "input", INPUT_COUNTERS, &metrics.inputs());
+    engine_families(&mut out, "filter", FILTER_COUNTERS, &metrics.filters());
     engine_families(&mut out, "output", OUTPUT_COUNTERS, &metrics.outputs());
 
     out.push(single(

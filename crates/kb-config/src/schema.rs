@@ -71,6 +71,12 @@ impl KeySpec {
             multiple: false,
         }
     }
+
+    /// The same key, allowed several times in a section (`Record`, `Rule`, `Parser`).
+    pub const fn multi(mut self) -> Self {
+        self.multiple = true;
+        self
+    }
 }
 
 /// The key table and identity of one plugin.
@@ -168,6 +174,12 @@ pub const FILTER_GENERIC_KEYS: &[KeySpec] = &[
         KeyType::Time,
         Some("0"),
         "suppress repeated messages within this interval",
+    ),
+    KeySpec::new(
+        "active",
+        KeyType::Bool,
+        Some("true"),
+        "false: the filter is loaded but does nothing",
     ),
 ];
 

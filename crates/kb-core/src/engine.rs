@@ -18,9 +18,11 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::chunk::{Chunk, Progress};
+pub use crate::filter::FilterInstance;
+use crate::filter::FilterStage;
 use crate::input::{InputContext, InputState, MemLimit};
 use crate::metrics::{self, Metrics, OutputMetrics};
-use crate::plugin::{Filter, FlushResult, Input, Output, OutputWorker, PluginError};
+use crate::plugin::{FlushResult, Input, Output, OutputWorker, PluginError};
 use crate::retry::{may_retry, Backoff};
 use crate::store::file::SavedProgress;
 use crate::store::{Journal, StorageConfig, Store, StoredChunk};
@@ -69,13 +71,6 @@ pub struct InputInstance {
     /// `storage.type filesystem` (needs [`EngineConfig::storage`]).
     pub filesystem: bool,
     pub plugin: Box<dyn Input>,
-}
-
-/// A filter instance.
-pub struct FilterInstance {
-    pub name: String,
-    pub matcher: TagMatcher,
-    pub plugin: Box<dyn Filter>,
 }
 
 /// An output instance ready to run.
@@ -129,7 +124,7 @@ struct Ledger {
 /// State shared by the engine, inputs and workers.
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
-    pub(crate) filters: Vec<FilterInstance>,
+    pub(crate) filters: FilterStage,
     routes: Vec<Route>,
     inputs: Mutex<Vec<Arc<InputState>>>,
     inflight: AtomicUsize,
@@ -379,11 +374,36 @@ impl Engine {
     ) -> Result<EngineReport, PluginError> {
         let Engine {
             config,
-            inputs,
+            mut inputs,
             filters,
             outputs,
             metrics,
         } = self;
+
+        // Filters that put records back into the pipeline get an input of their own.
+        let mut emitter_of = Vec::new();
+        for (i, f) in filters.iter().enumerate() {
+            if let Some(spec) = f.plugin.emitter() {
+                emitter_of.push((spec.name.clone(), i));
+                inputs.push(InputInstance {
+                    plugin_name: "emitter".into(),
+                    name: spec.name,
+                    tag: f.name.clone(),
+                    mem_buf_limit: spec.mem_buf_limit,
+                    filesystem: spec.filesystem,
+                    plugin: spec.emitter.input(),
+                });
+            }
+        }
+        let filters = FilterStage::new(
+            filters
+                .into_iter()
+                .map(|f| {
+                    let m = metrics.filter(&f.name);
+                    (f, m)
+                })
+                .collect(),
+        );
 
         // Create every worker before anything runs, so a broken output fails the start.
         let mut receivers = Vec::new();
@@ -462,7 +482,10 @@ impl Engine {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut input_set = JoinSet::new();
-        for input in inputs {
+        // Every input's context exists before any input runs: a filter may hand records to an
+        // emitter input from the first record on.
+        let mut ready = Vec::new();
+        for mut input in inputs {
             let limit = match input.mem_buf_limit {
                 Some(l) => MemLimit::Configured(l),
                 None => match config.default_mem_buf_limit {
@@ -481,6 +504,9 @@ impl Engine {
                     None
                 },
             ));
+            if let Some((_, idx)) = emitter_of.iter().find(|(n, _)| *n == input.name) {
+                state.set_owner_filter(*idx);
+            }
             shared
                 .inputs
                 .lock()
@@ -491,6 +517,10 @@ impl Engine {
                 shared: shared.clone(),
                 stop: stop_rx.clone(),
             };
+            input.plugin.started(&ctx);
+            ready.push((input, ctx));
+        }
+        for (input, ctx) in ready {
             let name = input.name.clone();
             let span = tracing::info_span!("plugin",
                 component = %format!("input:{}:{name}", input.plugin_name));

@@ -34,7 +34,7 @@ impl EventTime {
         f64::from(self.secs) + f64::from(self.nanos) / 1e9
     }
 
-    fn from_f64(v: f64) -> Self {
+    pub(crate) fn from_f64(v: f64) -> Self {
         if !v.is_finite() || v <= 0.0 {
             return EventTime::default();
         }

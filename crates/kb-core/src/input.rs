@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::chunk::Chunk;
 use crate::engine::Shared;
+use crate::filter::StageBuf;
 use crate::metrics::{self, InputMetrics};
 use crate::store::file::ChunkWriter;
 use crate::store::Store;
@@ -100,6 +101,10 @@ pub(crate) struct InputState {
     paused: AtomicBool,
     /// Set for `storage.type filesystem`: chunks are written to files as they fill.
     store: Option<Arc<Store>>,
+    /// The filter this input is the emitter of (its records skip that filter).
+    owner_filter: OnceLock<usize>,
+    /// The filter stage's buffers for this input's appends.
+    stage: Mutex<StageBuf>,
 }
 
 impl InputState {
@@ -125,7 +130,14 @@ impl InputState {
             open: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
             store,
+            owner_filter: OnceLock::new(),
+            stage: Mutex::new(StageBuf::default()),
         }
+    }
+
+    /// Make this input the emitter of filter `idx`.
+    pub(crate) fn set_owner_filter(&self, idx: usize) {
+        let _ = self.owner_filter.set(idx);
     }
 
     /// Whether chunks of this input are written to files.
@@ -172,8 +184,6 @@ impl InputState {
     /// Buffer `events`; returns a chunk when the tag's open chunk reached `max` bytes.
     fn append(&self, tag: &str, events: &[u8], records: usize, max: usize) -> Option<Chunk> {
         self.account.add(events.len());
-        metrics::add(&self.metrics.records, records as u64);
-        metrics::add(&self.metrics.bytes, events.len() as u64);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let key: Arc<str> = match open.get_key_value(tag) {
             Some((k, _)) => k.clone(),
@@ -245,33 +255,43 @@ impl InputContext {
         if records == 0 {
             return;
         }
-        let mut owned: Option<Vec<u8>> = None;
-        let mut count = records;
-        for f in self
-            .shared
-            .filters
-            .iter()
-            .filter(|f| f.matcher.matches(tag))
-        {
-            let mut out = Vec::new();
-            if let Some(n) = f
-                .plugin
-                .filter(tag, owned.as_deref().unwrap_or(events), &mut out)
-            {
-                owned = Some(out);
-                count = n;
+        // Fluent Bit counts what an input produced, before filters.
+        metrics::add(&self.state.metrics.records, records as u64);
+        metrics::add(&self.state.metrics.bytes, events.len() as u64);
+        let stage = &self.shared.filters;
+        if !stage.is_empty() {
+            let skip = self.state.owner_filter.get().copied();
+            // Only a filter appending back into its own input could find the lock taken;
+            // it then gets buffers of its own rather than a deadlock.
+            let mut fresh = StageBuf::default();
+            let mut guard = self.state.stage.try_lock();
+            let buf = match guard.as_mut() {
+                Ok(g) => &mut **g,
+                Err(_) => &mut fresh,
+            };
+            if let Some((data, count)) = stage.run(tag, self.name(), skip, events, buf) {
+                if count > 0 {
+                    self.buffer(tag, data, count);
+                }
+                return;
             }
         }
-        let data = owned.as_deref().unwrap_or(events);
-        if count == 0 {
-            return;
-        }
+        self.buffer(tag, events, records);
+    }
+
+    /// Put filtered events into the tag's open chunk.
+    fn buffer(&self, tag: &str, data: &[u8], count: usize) {
         if let Some(chunk) = self
             .state
             .append(tag, data, count, self.shared.config.chunk_max_bytes)
         {
             self.shared.dispatch(chunk);
         }
+    }
+
+    /// Whether this input's chunks are written to files (`storage.type filesystem`).
+    pub fn is_filesystem(&self) -> bool {
+        self.state.is_filesystem()
     }
 
     /// Whether the input is over its `Mem_Buf_Limit` (never for a filesystem input).

@@ -2,16 +2,19 @@
 //! plugin traits and the engine that moves chunks from inputs to outputs with retries,
 //! backpressure and graceful shutdown.
 
+pub mod accessor;
 pub mod chunk;
 pub mod civil;
 pub mod engine;
 pub mod event;
+pub mod filter;
 pub mod input;
 pub mod json;
 pub mod metrics;
 pub mod msgpack;
 pub mod outputs;
 pub mod plugin;
+pub mod record;
 pub mod registry;
 pub mod retry;
 pub mod store;

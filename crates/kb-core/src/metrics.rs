@@ -1,8 +1,10 @@
 //! Per-instance counters the engine keeps, named after Fluent Bit's metrics so the admin
-//! server of a later issue can export them as `fluentbit_input_*` / `fluentbit_output_*`.
+//! server exports them as `fluentbit_input_*` / `fluentbit_filter_*` / `fluentbit_output_*`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub use crate::filter::FilterMetrics;
 
 /// Counters of one input instance.
 #[derive(Debug, Default)]
@@ -103,6 +105,7 @@ pub type CounterKey = (&'static str, Vec<(&'static str, String)>);
 pub struct Metrics {
     inputs: Mutex<Vec<(String, Arc<InputMetrics>)>>,
     outputs: Mutex<Vec<(String, Arc<OutputMetrics>)>>,
+    filters: Mutex<Vec<(String, Arc<FilterMetrics>)>>,
     counters: Mutex<Vec<(CounterKey, Arc<AtomicU64>)>>,
     /// The storage layer's counters.
     pub storage: StorageCounters,
@@ -129,6 +132,25 @@ impl Metrics {
         let m = Arc::new(OutputMetrics::default());
         v.push((name.to_string(), m.clone()));
         m
+    }
+
+    /// Register (or find) the counters of filter `name`.
+    pub fn filter(&self, name: &str) -> Arc<FilterMetrics> {
+        let mut v = self.filters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, m)) = v.iter().find(|(n, _)| n == name) {
+            return m.clone();
+        }
+        let m = Arc::new(FilterMetrics::default());
+        v.push((name.to_string(), m.clone()));
+        m
+    }
+
+    /// Snapshot of the filter counters.
+    pub fn filters(&self) -> Vec<(String, Arc<FilterMetrics>)> {
+        self.filters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Register (or find) a plugin-specific counter. Call once per label set and keep the

@@ -34,6 +34,10 @@ pub enum FlushResult {
 /// says stop (or the input has nothing more, as stdin at end of file).
 #[async_trait]
 pub trait Input: Send {
+    /// Called with the input's context once every input's context exists, before any input
+    /// runs (emitters use it to be ready for the first record another input sends them).
+    fn started(&mut self, _ctx: &InputContext) {}
+
     /// Produce events until stopped.
     async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError>;
 }
@@ -51,13 +55,6 @@ pub trait OutputWorker: Send {
     /// Deliver the records of `chunk` that `progress` does not mark done. On `Retry`, mark in
     /// `progress` whatever the destination accepted so it is never sent again.
     async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult;
-}
-
-/// A filter instance: rewrites the events of one append before they are buffered.
-pub trait Filter: Send + Sync {
-    /// Filter `events` (tag `tag`) into `out`; returns the number of events written, or `None`
-    /// when the events pass unchanged (then `out` is left untouched).
-    fn filter(&self, tag: &str, events: &[u8], out: &mut Vec<u8>) -> Option<usize>;
 }
 
 /// A named parser (`[PARSER]`): one line in, one event out. Implemented by kb-inputs; the

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::Metrics;
 use kb_config::{ConfigError, ConfigWarning, Location, PluginSpec, Props};
 
-use crate::plugin::{Filter, Input, NoParsers, Output, ParserLookup};
+use crate::filter::Filter;
+use crate::plugin::{Input, NoParsers, Output, ParserLookup};
 
 /// Service settings plugins may need while being built.
 #[derive(Clone)]

@@ -5,15 +5,17 @@
 #[derive(Debug, Clone)]
 pub struct TagMatcher {
     glob: Option<String>,
-    regex: Option<regex::Regex>,
+    regex: Option<std::sync::Arc<kb_regex::Regex>>,
 }
 
 impl TagMatcher {
-    /// Build from `match` and `match_regex`; either matching routes the tag. An invalid regex is
-    /// an error with the regex crate's explanation.
-    pub fn new(glob: Option<&str>, regex: Option<&str>) -> Result<Self, regex::Error> {
+    /// Build from `match` and `match_regex` (Fluent Bit's Ruby syntax); either matching routes
+    /// the tag. An invalid regex is an error with Oniguruma's explanation.
+    pub fn new(glob: Option<&str>, regex: Option<&str>) -> Result<Self, kb_regex::RegexError> {
         let regex = match regex {
-            Some(r) => Some(regex::Regex::new(&format!("^(?:{r})"))?),
+            Some(r) => Some(std::sync::Arc::new(kb_regex::Regex::new(&format!(
+                "^(?:{r})"
+            ))?)),
             None => None,
         };
         Ok(TagMatcher {
@@ -30,7 +32,10 @@ impl TagMatcher {
     /// Whether `tag` is routed here.
     pub fn matches(&self, tag: &str) -> bool {
         self.glob.as_deref().is_some_and(|g| glob_match(g, tag))
-            || self.regex.as_ref().is_some_and(|r| r.is_match(tag))
+            || self
+                .regex
+                .as_ref()
+                .is_some_and(|r| r.is_match(tag.as_bytes()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::ops::Range;
 use kb_core::event::EventReader;
 use kb_core::{Chunk, Progress};
 
-use crate::accessor::{random_key, RecordAccessor, RANDOM_KEY_LEN};
+use crate::accessor::{random_key, PartitionKey, RecordAccessor, RANDOM_KEY_LEN};
 use crate::aggregate::KplAggregate;
 use crate::compress::{Compression, Compressor};
 use crate::config::{Aggregation, OversizePolicy, Settings};

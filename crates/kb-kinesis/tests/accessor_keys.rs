@@ -1,7 +1,9 @@
 //! Spec §4 (partition keys): accessor forms, value conversion, the 256-character cut, the
 //! random key, and invalid accessors.
 
-use kb_kinesis::accessor::{random_key, RecordAccessor, Segment, MAX_KEY_CHARS, RANDOM_KEY_LEN};
+use kb_kinesis::accessor::{
+    random_key, PartitionKey, RecordAccessor, Segment, MAX_KEY_CHARS, RANDOM_KEY_LEN,
+};
 use rmpv::Value;
 
 fn enc(v: &Value) -> Vec<u8> {

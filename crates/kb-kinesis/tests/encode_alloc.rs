@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kb_core::event::{Event, EventTime};
-use kb_kinesis::accessor::{random_key, RecordAccessor};
+use kb_kinesis::accessor::{random_key, PartitionKey, RecordAccessor};
 use kb_kinesis::aggregate::KplAggregate;
 use kb_kinesis::compress::{Compression, Compressor};
 use kb_kinesis::encode::PutRecordsBody;

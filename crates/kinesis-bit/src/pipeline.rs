@@ -40,7 +40,7 @@ impl Registry {
     pub fn builtin() -> Self {
         Registry {
             inputs: kb_inputs::plugins(),
-            filters: Vec::new(),
+            filters: kb_filters::plugins(),
             outputs: {
                 let mut o = kb_core::outputs::plugins();
                 o.insert(0, kb_kinesis::output::PLUGIN);
@@ -122,9 +122,15 @@ impl Builder<'_> {
             ));
             return None;
         };
+        // Fluent Bit numbers filter instances across all filter plugins (grep.0, modify.1),
+        // inputs and outputs per plugin (cpu.0, tail.0).
+        let counter_key = match section.kind {
+            kb_config::SectionKind::Filter => String::new(),
+            _ => lname.clone(),
+        };
         let counter = self
             .counters
-            .entry((section.kind, lname.clone()))
+            .entry((section.kind, counter_key))
             .or_insert(0);
         let default_name = format!("{lname}.{counter}");
         *counter += 1;
@@ -174,8 +180,7 @@ impl Builder<'_> {
         match TagMatcher::new(glob, regex) {
             Ok(m) => Some(m),
             Err(e) => {
-                self.errors
-                    .push(props.error("match_regex", format!("invalid regular expression: {e}")));
+                self.errors.push(props.error("match_regex", e.to_string()));
                 None
             }
         }
@@ -279,7 +284,16 @@ pub fn build(
         let Some(matcher) = b.matcher(&props) else {
             continue;
         };
+        let active = match props.bool("active") {
+            Ok(v) => v.unwrap_or(true),
+            Err(e) => {
+                b.errors.push(e);
+                true
+            }
+        };
         match (plugin.build)(&props, b.svc) {
+            // An inactive filter is still validated (and built), as Fluent Bit loads it.
+            Ok(_) if !active => {}
             Ok(filter) => engine.add_filter(FilterInstance {
                 name: props.instance.clone(),
                 matcher,

@@ -1,0 +1,10 @@
+//! The filter plugins of kinesis-bit: Fluent Bit's filters with their keys and behaviour,
+//! built on kb-core's filter stage ([`kb_core::filter`]): each filter works on a decoded
+//! [`kb_core::record::Record`] and never re-encodes it itself.
+
+use kb_core::registry::FilterPlugin;
+
+/// Every filter plugin, in `--help` order.
+pub fn plugins() -> Vec<FilterPlugin> {
+    Vec::new()
+}
