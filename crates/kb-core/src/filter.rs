@@ -348,3 +348,50 @@ impl FilterStage {
         1
     }
 }
+
+/// Filters run as the engine runs them, without an engine (tests, benchmarks, tools).
+pub struct Standalone {
+    stage: FilterStage,
+    buf: StageBuf,
+}
+
+impl Standalone {
+    /// A stage of `filters`, in this order.
+    pub fn new(filters: Vec<FilterInstance>) -> Self {
+        Standalone {
+            stage: FilterStage::new(
+                filters
+                    .into_iter()
+                    .map(|f| (f, Arc::new(FilterMetrics::default())))
+                    .collect(),
+            ),
+            buf: StageBuf::default(),
+        }
+    }
+
+    /// Filter `records` events of tag `tag` from input `input`; returns the events that
+    /// come out and their count (the events themselves when no filter matches the tag).
+    pub fn run(
+        &mut self,
+        tag: &str,
+        input: &str,
+        events: &[u8],
+        records: usize,
+    ) -> (Vec<u8>, usize) {
+        match self.stage.run(tag, input, None, events, &mut self.buf) {
+            Some((out, n)) => (out.to_vec(), n),
+            None => (events.to_vec(), records),
+        }
+    }
+
+    /// Like [`Standalone::run`] without copying the output (benchmarks); `None` when no
+    /// filter matches the tag.
+    pub fn run_borrowed(&mut self, tag: &str, events: &[u8]) -> Option<(&[u8], usize)> {
+        self.stage.run(tag, "bench", None, events, &mut self.buf)
+    }
+
+    /// The counters of filter `i`.
+    pub fn metrics(&self, i: usize) -> &FilterMetrics {
+        &self.stage.filters[i].1
+    }
+}
