@@ -281,6 +281,8 @@ pub enum Part {
     TagPart(usize),
     /// A record accessor.
     Field(RecordAccessor),
+    /// `$0`, `$1`, …: a regex group of the match that chose the template (rewrite_tag).
+    Group(usize),
 }
 
 /// Fluent Bit's record templating: literal text with `$TAG`, `$TAG[n]` and record accessors
@@ -298,6 +300,18 @@ impl Template {
         let mut lit = String::new();
         let mut i = 0;
         while i < b.len() {
+            if b[i] == b'$' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                let mut j = i + 1;
+                while b.get(j).is_some_and(u8::is_ascii_digit) {
+                    j += 1;
+                }
+                if !lit.is_empty() {
+                    parts.push(Part::Literal(std::mem::take(&mut lit)));
+                }
+                parts.push(Part::Group(text[i + 1..j].parse().unwrap_or(usize::MAX)));
+                i = j;
+                continue;
+            }
             let starts_name = b
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'[');
@@ -307,18 +321,14 @@ impl Template {
                 i += ch.len_utf8();
                 continue;
             }
-            // The accessor's extent: name characters, then bracket groups.
+            // The accessor's extent: name characters, then bracket groups. In a template a
+            // '.' ends the name (`from.$TAG.new.$tool.out`), as in Fluent Bit.
             let mut j = i + 1;
             while b
                 .get(j)
-                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.')
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
             {
                 j += 1;
-            }
-            // A name ending in '.' is followed by text ("$a.log"): Fluent Bit's names may hold
-            // dots, but a trailing one belongs to the text.
-            while j > i + 1 && b[j - 1] == b'.' {
-                j -= 1;
             }
             while b.get(j) == Some(&b'[') {
                 let mut k = j + 1;
@@ -379,7 +389,18 @@ impl Template {
     pub fn render<'r>(
         &self,
         tag: &str,
+        value: impl FnMut(&RecordAccessor) -> Option<&'r [u8]>,
+        out: &mut String,
+    ) -> bool {
+        self.render_with_groups(tag, value, |_| None, out)
+    }
+
+    /// [`Template::render`] with `group` giving the text of regex group `n` (`$n`).
+    pub fn render_with_groups<'r, 'g>(
+        &self,
+        tag: &str,
         mut value: impl FnMut(&RecordAccessor) -> Option<&'r [u8]>,
+        mut group: impl FnMut(usize) -> Option<&'g [u8]>,
         out: &mut String,
     ) -> bool {
         out.clear();
@@ -395,6 +416,10 @@ impl Template {
                 Part::Field(ra) => match value(ra) {
                     Some(v) if value_text(v, out) => {}
                     _ => complete = false,
+                },
+                Part::Group(n) => match group(*n) {
+                    Some(g) => push_lossy_utf8(g, out),
+                    None => complete = false,
                 },
             }
         }
@@ -436,6 +461,15 @@ mod tests {
         assert_eq!(out, "logs...-x");
         assert_eq!(Template::parse("$TAG").unwrap().parts(), &[Part::Tag][..]);
         assert!(Template::parse("plain text, 5$").unwrap().is_literal());
+        let t = Template::parse("x.$1.$TAG[0]").unwrap();
+        assert_eq!(t.parts()[1], Part::Group(1));
+        assert!(t.render_with_groups(
+            "a.b",
+            |_| None,
+            |n| (n == 1).then_some(&b"one"[..]),
+            &mut out
+        ));
+        assert_eq!(out, "x.one.a");
         assert!(Template::parse("$a['unterminated").is_err());
     }
 

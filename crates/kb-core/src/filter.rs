@@ -129,6 +129,11 @@ impl Emitter {
     pub fn append(&self, tag: &str, events: &[u8], records: usize) -> bool {
         match self.ctx.get() {
             Some(ctx) => {
+                // The input feeding this emitter pauses while the emitter is over its limit
+                // (a filesystem emitter never is: what memory cannot hold waits on disk).
+                if !ctx.is_filesystem() {
+                    crate::input::link_to_appending(ctx.account());
+                }
                 ctx.append_tagged(tag, events, records);
                 true
             }

@@ -105,6 +105,47 @@ pub(crate) struct InputState {
     owner_filter: OnceLock<usize>,
     /// The filter stage's buffers for this input's appends.
     stage: Mutex<StageBuf>,
+    /// Memory accounts of emitters this input's records were re-emitted into (rewrite_tag):
+    /// the input pauses while one of them is over its limit, as Fluent Bit's pipeline does.
+    downstream: Mutex<Vec<Arc<MemAccount>>>,
+}
+
+thread_local! {
+    /// The inputs whose appends are running the filter stage on this thread (innermost last).
+    static APPENDING: std::cell::RefCell<Vec<Arc<InputState>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Link the emitter account `to` to the input whose append is running here.
+pub(crate) fn link_to_appending(to: &Arc<MemAccount>) {
+    APPENDING.with(|a| {
+        if let Some(src) = a.borrow().last() {
+            if Arc::ptr_eq(&src.account, to) {
+                return;
+            }
+            let mut d = src.downstream.lock().unwrap_or_else(|e| e.into_inner());
+            if !d.iter().any(|x| Arc::ptr_eq(x, to)) {
+                d.push(to.clone());
+            }
+        }
+    });
+}
+
+struct AppendingGuard;
+
+impl AppendingGuard {
+    fn enter(state: &Arc<InputState>) -> Self {
+        APPENDING.with(|a| a.borrow_mut().push(state.clone()));
+        AppendingGuard
+    }
+}
+
+impl Drop for AppendingGuard {
+    fn drop(&mut self) {
+        APPENDING.with(|a| {
+            a.borrow_mut().pop();
+        });
+    }
 }
 
 impl InputState {
@@ -132,6 +173,7 @@ impl InputState {
             store,
             owner_filter: OnceLock::new(),
             stage: Mutex::new(StageBuf::default()),
+            downstream: Mutex::new(Vec::new()),
         }
     }
 
@@ -269,6 +311,7 @@ impl InputContext {
                 Ok(g) => &mut **g,
                 Err(_) => &mut fresh,
             };
+            let _appending = AppendingGuard::enter(&self.state);
             if let Some((data, count)) = stage.run(tag, self.name(), skip, events, buf) {
                 if count > 0 {
                     self.buffer(tag, data, count);
@@ -289,6 +332,11 @@ impl InputContext {
         }
     }
 
+    /// This input's memory account (emitters link it to the inputs that feed them).
+    pub(crate) fn account(&self) -> &Arc<MemAccount> {
+        &self.state.account
+    }
+
     /// Whether this input's chunks are written to files (`storage.type filesystem`).
     pub fn is_filesystem(&self) -> bool {
         self.state.is_filesystem()
@@ -306,9 +354,21 @@ impl InputContext {
         if self.state.is_filesystem() {
             return;
         }
-        let account = &self.state.account;
         let mut stop = self.stop.clone();
         loop {
+            // This input's own account, else an emitter it feeds that is over its limit.
+            let downstream = self
+                .state
+                .downstream
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|a| a.is_over())
+                .cloned();
+            let account = match &downstream {
+                Some(d) if !self.state.account.is_over() => d,
+                _ => &self.state.account,
+            };
             let released = account.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();

@@ -260,3 +260,129 @@ fn a_key_written_by_a_filter_is_a_msgpack_string() {
     assert_eq!(b[0], 0xd9);
     assert_eq!(b[1], 40);
 }
+
+/// Appends `n` records in batches of 100, waiting for `ready()` before each batch.
+struct Paced {
+    n: usize,
+}
+
+#[async_trait]
+impl Input for Paced {
+    async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
+        let mut i = 0;
+        while i < self.n {
+            ctx.ready().await;
+            if ctx.is_stopping() {
+                break;
+            }
+            let mut w = EventWriter::new();
+            for _ in 0..100 {
+                let rec = serde_json::json!({ "seq": i, "pad": "x".repeat(200) });
+                w.write_json_record(EventTime::new(1, 0), rec.as_object().unwrap());
+                i += 1;
+            }
+            ctx.append(&w.buf, w.count);
+            tokio::task::yield_now().await;
+        }
+        ctx.stopped().await;
+        Ok(())
+    }
+}
+
+/// An output that delivers nothing until opened.
+#[derive(Clone)]
+struct Gated {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    got: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Output for Gated {
+    async fn new_worker(&self, _: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl OutputWorker for Gated {
+    async fn flush(&mut self, chunk: &Chunk, _: &mut Progress) -> FlushResult {
+        while !self.open.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.got
+            .fetch_add(chunk.records, std::sync::atomic::Ordering::AcqRel);
+        FlushResult::Ok
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_pauses_while_the_emitter_it_feeds_is_full() {
+    use std::sync::atomic::Ordering;
+    let gate = Gated {
+        open: Arc::default(),
+        got: Arc::default(),
+    };
+    let mut engine = Engine::new(EngineConfig {
+        flush: Duration::from_millis(20),
+        ..Default::default()
+    });
+    engine.add_input(InputInstance {
+        plugin_name: "paced".into(),
+        name: "paced.0".into(),
+        tag: "app".into(),
+        mem_buf_limit: None,
+        filesystem: false,
+        plugin: Box::new(Paced { n: 20_000 }),
+    });
+    struct SmallRetag(Emitter);
+    impl Filter for SmallRetag {
+        fn filter(&self, r: &mut Record<'_>, cx: &mut FilterCx<'_>) -> Verdict {
+            let mut ev = Vec::new();
+            r.write_event(&mut ev);
+            self.0.append(&format!("new.{}", cx.tag), &ev, 1);
+            Verdict::Drop
+        }
+        fn emitter(&self) -> Option<EmitterSpec> {
+            Some(EmitterSpec {
+                name: "small_emitter".into(),
+                mem_buf_limit: Some(100_000),
+                filesystem: false,
+                emitter: self.0.clone(),
+            })
+        }
+    }
+    engine.add_filter(filter(
+        "retag.0",
+        "app",
+        Box::new(SmallRetag(Emitter::new())),
+    ));
+    engine.add_output(OutputInstance {
+        plugin_name: "gated".into(),
+        name: "gated.0".into(),
+        matcher: TagMatcher::new(Some("*"), None).unwrap(),
+        retry_limit: RetryLimit::Limited(1),
+        workers: 1,
+        total_limit_size: None,
+        plugin: Arc::new(gate.clone()),
+    });
+    let m = engine.metrics();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(engine.run(async {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // 20,000 records of ~230 bytes would be 4.6 MB: the emitter holds its limit plus at most
+    // one batch of the source, and the source stopped producing.
+    let held = metrics::get(&m.input("small_emitter").bytes);
+    let produced = metrics::get(&m.input("paced.0").records);
+    assert!(held < 200_000, "emitter took {held} bytes");
+    assert!(produced < 2_000, "the source produced {produced} records");
+    gate.open.store(true, Ordering::Release);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while gate.got.load(Ordering::Acquire) < 20_000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gate.got.load(Ordering::Acquire), 20_000);
+    let _ = tx.send(());
+    run.await.unwrap().unwrap();
+}
