@@ -287,7 +287,7 @@ async fn stop_or_reload(
                 for e in &errors {
                     tracing::error!(target: "reload", "{e}");
                 }
-                tracing::error!(target: "reload", "the new configuration has {} error(s); the running pipeline goes on unchanged", errors.len());
+                tracing::error!(target: "reload", "the new configuration has {}; the running pipeline goes on unchanged", kb_core::count(errors.len() as u64, "error"));
             }
         }
     }

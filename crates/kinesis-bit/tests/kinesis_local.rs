@@ -363,7 +363,7 @@ async fn assert_refused(kds: &Kds, kl: &KinesisLocal, stream: &str, out: &Output
         "log:\n{log}"
     );
     assert!(
-        log.contains("1 records handed back for a later retry"),
+        log.contains("1 record handed back for a later retry"),
         "{log}"
     );
 }
