@@ -268,10 +268,15 @@ impl CredentialCache {
                     let jitter = Duration::from_millis(fastrand::u64(0..=REFRESH_JITTER_MAX_MS));
                     e.checked_sub(REFRESH_MARGIN + jitter).unwrap_or(e)
                 });
-                tracing::debug!(
-                    provider_expiry = ?creds.expiry(),
-                    "resolved AWS credentials"
-                );
+                match creds.expiry() {
+                    Some(e) => tracing::debug!(
+                        "resolved AWS credentials, valid for {} more",
+                        crate::human_duration(
+                            e.duration_since(SystemTime::now()).unwrap_or_default()
+                        )
+                    ),
+                    None => tracing::debug!("resolved AWS credentials, without expiry"),
+                }
                 self.store(Some(Cached {
                     creds: creds.clone(),
                     refresh_at,
