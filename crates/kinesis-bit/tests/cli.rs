@@ -440,3 +440,120 @@ fn tail_applies_a_parser_and_keeps_path_key() {
         )
     );
 }
+
+/// The log without its timestamps: `[ warn] [config] message` per line.
+fn log_lines(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .map(|l| match l.split_once("] ") {
+            Some((stamp, rest)) if stamp.starts_with("[20") => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
+/// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
+/// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
+fn refusing_imds() -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = (&stream).write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn no_credentials_for_a_local_endpoint_is_one_clean_line_with_what_to_set() {
+    let imds = refusing_imds();
+    let mut cmd = bin();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k == "EKS_POD_EXECUTION_ROLE" {
+            cmd.env_remove(k);
+        }
+    }
+    // One record a second, flushed every 0.3 s and dropped at once: several failing flushes
+    // of one record each within the 10 s of the rate limit.
+    let child = cmd
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{imds}"),
+        )
+        .env("AWS_CONFIG_FILE", "/nonexistent/kb-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/kb-test-credentials",
+        )
+        .args([
+            "-i",
+            "dummy",
+            "-o",
+            "kinesis_streams",
+            "-m",
+            "*",
+            "-p",
+            "stream=s",
+            "-p",
+            "region=us-east-1",
+            // Nothing listens there: no request gets that far.
+            "-p",
+            "endpoint=http://127.0.0.1:9",
+            "-p",
+            "retry_limit=no_retries",
+            "-f",
+            "0.3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    terminate(&child);
+    let out = wait_with_timeout(child, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = log_lines(&out);
+    let output = "[output:kinesis_streams:kinesis_streams.0]";
+    let failed = lines
+        .iter()
+        .filter(|l| l.contains("handed back"))
+        .collect::<Vec<_>>();
+    assert!(failed.len() >= 2, "{lines:#?}");
+    for l in failed {
+        assert_eq!(
+            l,
+            &format!("[ warn] {output} 1 record handed back for a later retry, s")
+        );
+    }
+    assert!(
+        lines.contains(&"[error] [engine] chunk '1' cannot be retried: input=dummy.0 > output=kinesis_streams.0; 1 record dropped".to_string()),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("no AWS credentials"))
+            .collect::<Vec<_>>(),
+        [&format!(
+            "[error] {output} no AWS credentials available (environment, profile \"default\", web identity, container, EC2 IMDS): IMDS role request failed with HTTP 403; the endpoint http://127.0.0.1:9 looks like a local emulator: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to any values"
+        )],
+        "one line per 10 s, however many flushes fail"
+    );
+    // aws-config's own warning (`provider failed to provide credentials … (ProviderError(…))`)
+    // is debug output.
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("ProviderError") && !l.contains("provider failed")),
+        "{lines:#?}"
+    );
+}
