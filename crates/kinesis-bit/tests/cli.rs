@@ -557,3 +557,20 @@ fn no_credentials_for_a_local_endpoint_is_one_clean_line_with_what_to_set() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn the_end_of_stdin_is_logged_at_info() {
+    let out = run_with_stdin(&["-i", "stdin", "-o", "null", "-m", "*"], b"x\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = log_lines(&out);
+    assert!(
+        lines.contains(
+            &"[ info] [input:stdin:stdin.0] end of file (stdin closed by remote end)".to_string()
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.starts_with("[ warn]")),
+        "{lines:#?}"
+    );
+}
