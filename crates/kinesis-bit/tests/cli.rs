@@ -452,6 +452,45 @@ fn log_lines(out: &Output) -> Vec<String> {
         .collect()
 }
 
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn every_example_runs_with_only_kinesis_endpoint_set() {
+    let examples = examples_dir();
+    let scripts: [&[&str]; 3] = [
+        &["cli.sh"],
+        &["run.sh", "kinesis.conf"],
+        &["run.sh", "kinesis.yaml"],
+    ];
+    for args in scripts {
+        let mut cmd = Command::new("bash");
+        cmd.args(args.iter().map(|a| examples.join(a)))
+            .arg("--dry-run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KINESIS_BIT", env!("CARGO_BIN_EXE_kinesis-bit"));
+        let out = cmd
+            .env("KINESIS_ENDPOINT", "http://127.0.0.1:4567")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "examples: no AWS credentials set; using placeholders, which a local emulator accepts\nconfiguration test is successful\n",
+            "{args:?}"
+        );
+        let out = cmd.env_remove("KINESIS_ENDPOINT").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).starts_with("examples: KINESIS_ENDPOINT is not set: set it to the endpoint of a local Kinesis, e.g.\n  KINESIS_ENDPOINT=http://127.0.0.1:4567 bash "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
 /// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
 fn refusing_imds() -> u16 {
