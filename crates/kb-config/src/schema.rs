@@ -384,7 +384,11 @@ pub fn validate_section(
         if p.value.trim().is_empty() {
             errors.push(ConfigError::new(
                 p.location.clone(),
-                format!("{prefix} key '{}' has an empty value", p.key),
+                format!(
+                    "{prefix} key '{}' has an empty value{}",
+                    p.key,
+                    section.unset_note(p)
+                ),
             ));
             continue;
         }

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::model::{ConfigError, ConfigWarning, PipelineConfig, Property};
+use crate::model::{
+    unset_note, ConfigError, ConfigWarning, PipelineConfig, Property, UnsetVariable,
+};
 use crate::values;
 
 /// Log verbosity, from least to most verbose.
@@ -127,12 +129,14 @@ fn is_ignored_key(key: &str) -> bool {
 }
 
 /// Collects findings while the service keys are read.
-struct Check {
+struct Check<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
+    /// Variables the service values used that were not set.
+    unset: &'a [UnsetVariable],
 }
 
-impl Check {
+impl Check<'_> {
     fn error(&mut self, p: &Property, message: impl Into<String>) {
         self.errors.push(ConfigError::new(
             p.location.clone(),
@@ -141,10 +145,15 @@ impl Check {
     }
 
     fn invalid(&mut self, p: &Property, expected: &str) {
+        let note = if p.value.trim().is_empty() {
+            unset_note(self.unset, &p.location)
+        } else {
+            String::new()
+        };
         self.error(
             p,
             format!(
-                "invalid value '{}' for property '{}': expected {expected}",
+                "invalid value '{}' for property '{}': expected {expected}{note}",
                 p.value, p.key
             ),
         );
@@ -182,6 +191,7 @@ pub fn validate_service(
     let mut c = Check {
         errors: Vec::new(),
         warnings: Vec::new(),
+        unset: &cfg.service_unset_variables,
     };
     let mut base: Option<&Property> = None;
     let mut cap: Option<&Property> = None;
@@ -341,6 +351,20 @@ mod tests {
         assert_eq!("WARN".parse::<LogLevel>(), Ok(LogLevel::Warn));
         assert_eq!("trace".parse::<LogLevel>(), Ok(LogLevel::Trace));
         assert!("loud".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn a_value_emptied_by_an_unset_variable_says_so() {
+        let mut c = cfg(&[("flush", "")]);
+        c.service_unset_variables.push(UnsetVariable {
+            location: Location::classic("s.conf", 1),
+            name: "FLUSH".into(),
+        });
+        let (_, e, _) = validate_service(&c);
+        assert_eq!(
+            e[0].to_string(),
+            "s.conf:1: [service] invalid value '' for property 'flush': expected a number of seconds greater than 0: variable ${FLUSH} is not set"
+        );
     }
 
     #[test]

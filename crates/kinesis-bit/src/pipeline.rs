@@ -74,6 +74,15 @@ impl Registry {
     }
 }
 
+/// A configuration that could not be built: every error, and the warnings found on the way
+/// (an unset variable often explains an error).
+pub struct Rejected {
+    /// Every error, in the order found.
+    pub errors: Vec<ConfigError>,
+    /// The warnings found before and while the errors were.
+    pub warnings: Vec<ConfigWarning>,
+}
+
 /// An engine ready to run, plus what was found on the way.
 pub struct Built {
     pub engine: Engine,
@@ -188,7 +197,7 @@ pub fn build(
     service: &ServiceConfig,
     registry: &Registry,
     metrics: Arc<Metrics>,
-) -> Result<Built, Vec<ConfigError>> {
+) -> Result<Built, Rejected> {
     let mut parser_errors = Vec::new();
     let mut parser_warnings = Vec::new();
     let parsers: Arc<dyn ParserLookup> = match ParserRegistry::from_sections(&cfg.parsers) {
@@ -366,7 +375,10 @@ pub fn build(
             log_levels: b.log_levels,
         })
     } else {
-        Err(b.errors)
+        Err(Rejected {
+            errors: b.errors,
+            warnings: b.warnings,
+        })
     }
 }
 

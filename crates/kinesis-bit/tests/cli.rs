@@ -457,6 +457,30 @@ fn examples_dir() -> std::path::PathBuf {
 }
 
 #[test]
+fn an_unset_variable_is_named_in_the_warning_and_in_the_empty_value_error() {
+    let conf = examples_dir().join("kinesis.conf");
+    let yaml = examples_dir().join("kinesis.yaml");
+    let (c, y) = (conf.display(), yaml.display());
+    let y = format!("{y}: pipeline.outputs[0].endpoint (line 20, column 7)");
+    for (file, at) in [(&conf, format!("{c}:18")), (&yaml, y)] {
+        let out = bin()
+            .env_remove("KINESIS_ENDPOINT")
+            .args(["-c", file.to_str().unwrap(), "--dry-run"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            log_lines(&out),
+            [
+                format!("[ warn] [config] {at}: [env] variable ${{KINESIS_ENDPOINT}} is used but not set"),
+                format!("[error] [config] {at}: [output kinesis_streams.0] key 'endpoint' has an empty value: variable ${{KINESIS_ENDPOINT}} is not set"),
+                "Error: configuration file contains errors. Aborting".to_string(),
+            ]
+        );
+    }
+}
+
+#[test]
 fn every_example_runs_with_only_kinesis_endpoint_set() {
     let examples = examples_dir();
     let scripts: [&[&str]; 3] = [
