@@ -208,7 +208,7 @@ pub const OUTPUT_GENERIC_KEYS: &[KeySpec] = &[
         "retry_limit",
         KeyType::RetryLimit,
         Some("1"),
-        "engine retries per chunk: N, no_limits/false, no_retries",
+        "engine retries per chunk: an integer >= 1, no_limits (also false, off) or no_retries",
     ),
     KeySpec::new(
         "workers",

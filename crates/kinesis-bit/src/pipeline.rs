@@ -10,7 +10,7 @@ use kb_config::schema::{
     suggest, validate_section, FILTER_GENERIC_KEYS, INPUT_GENERIC_KEYS, OUTPUT_GENERIC_KEYS,
 };
 use kb_config::service::{LogLevel, ServiceConfig};
-use kb_config::values::{parse_retry_limit, RetryLimit};
+use kb_config::values::{parse_retry_limit, RetryLimit, DEFAULT_RETRY_LIMIT, RETRY_LIMIT_ACCEPTED};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
 use kb_core::metrics::Metrics;
@@ -310,16 +310,21 @@ pub fn build(
         let retry_limit = match props.str("retry_limit").map(parse_retry_limit) {
             Some(Some(l)) => l,
             Some(None) => {
+                // Fluent Bit's words first, so log alerts on them still match.
                 b.warnings.push(ConfigWarning {
                     location: props
                         .get("retry_limit")
                         .map(|p| p.location.clone())
                         .unwrap_or(props.location.clone()),
-                    message: format!("[{}] invalid retry_limit. set default.", props.instance),
+                    message: format!(
+                        "[{}] invalid retry_limit. set default. ('{}' is not {RETRY_LIMIT_ACCEPTED}; using the default, {DEFAULT_RETRY_LIMIT})",
+                        props.instance,
+                        props.str("retry_limit").unwrap_or_default().trim()
+                    ),
                 });
-                RetryLimit::Limited(1)
+                RetryLimit::Limited(DEFAULT_RETRY_LIMIT)
             }
-            None => RetryLimit::Limited(1),
+            None => RetryLimit::Limited(DEFAULT_RETRY_LIMIT),
         };
         let workers = match props.u64("workers") {
             Ok(w) => w.unwrap_or(1).clamp(1, 256) as usize,

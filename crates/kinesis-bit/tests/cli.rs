@@ -515,6 +515,31 @@ fn every_example_runs_with_only_kinesis_endpoint_set() {
     }
 }
 
+#[test]
+fn an_unknown_service_key_gets_a_suggestion_and_retry_limit_names_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("svc.conf");
+    std::fs::write(
+        &conf,
+        "[SERVICE]\n    Log_Levl debug\n\n[INPUT]\n    Name cpu\n\n[OUTPUT]\n    Name        stdout\n    Match       *\n    Retry_Limit maybe\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = conf.display();
+    assert_eq!(
+        log_lines(&out),
+        [
+            format!("[ warn] [config] {c}:2: [service] unknown key 'log_levl' is ignored; did you mean 'log_level'?"),
+            format!("[ warn] [config] {c}:10: [stdout.0] invalid retry_limit. set default. ('maybe' is not an integer >= 1, no_limits, false, off or no_retries; using the default, 1)"),
+            "configuration test is successful".to_string(),
+        ]
+    );
+}
+
 /// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
 /// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
 fn refusing_imds() -> u16 {
