@@ -17,6 +17,7 @@ use kb_admin::{AdminConfig, AdminServer, HealthConfig};
 use kb_config::cli::{parse_command_line, CommandLine};
 use kb_config::env::Env;
 use kb_config::service::{validate_service, LogLevel, ServiceConfig};
+use kb_config::{ConfigError, Location};
 use kb_core::metrics::Metrics;
 use tracing::Level;
 
@@ -62,14 +63,15 @@ fn print_help(cli: &CommandLine, registry: &Registry) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!("unknown {} '{name}'", section.kind.as_str());
+            let names = registry.names(section.kind);
+            eprintln!("{}", pipeline::unknown_plugin(section.kind, name, &names));
             ExitCode::from(1)
         }
     }
 }
 
 /// Log the warnings (an unset variable often explains an error), then every error, then
-/// Fluent Bit's closing line.
+/// Fluent Bit's closing line, naming the command line when no file is involved.
 fn report_errors(rejected: &Rejected) -> ExitCode {
     for w in &rejected.warnings {
         log::early(Level::WARN, "config", w);
@@ -77,8 +79,22 @@ fn report_errors(rejected: &Rejected) -> ExitCode {
     for e in &rejected.errors {
         log::early(Level::ERROR, "config", e);
     }
-    eprintln!("Error: configuration file contains errors. Aborting");
+    eprintln!("{}", closing_line(&rejected.errors));
     ExitCode::from(1)
+}
+
+/// `Error: configuration file contains errors. Aborting`, or `command line` in place of
+/// `configuration file` when every error comes from the command line.
+fn closing_line(errors: &[ConfigError]) -> &'static str {
+    let only_cli = !errors.is_empty()
+        && errors
+            .iter()
+            .all(|e| matches!(e.location, Location::CommandLine { .. }));
+    if only_cli {
+        "Error: command line contains errors. Aborting"
+    } else {
+        "Error: configuration file contains errors. Aborting"
+    }
 }
 
 /// A configuration read, validated and built into an engine.

@@ -49,6 +49,17 @@ impl Registry {
         }
     }
 
+    /// The names of the plugins of `kind` (input, filter or output), in registry order.
+    pub fn names(&self, kind: kb_config::SectionKind) -> Vec<&'static str> {
+        use kb_config::SectionKind as K;
+        match kind {
+            K::Input => self.inputs.iter().map(|p| p.spec.name).collect(),
+            K::Filter => self.filters.iter().map(|p| p.spec.name).collect(),
+            K::Output => self.outputs.iter().map(|p| p.spec.name).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The key table of plugin `name` of the section kind given by `kind` (`i`, `F`, `o`).
     pub fn spec(&self, kind: kb_config::SectionKind, name: &str) -> Option<PluginSpec> {
         use kb_config::SectionKind as K;
@@ -72,6 +83,21 @@ impl Registry {
             _ => None,
         }
     }
+}
+
+/// `unknown output 'x'` plus the closest name, the list of the plugins of that kind, or that
+/// there are none of that kind (an empty list reads like a bug).
+pub fn unknown_plugin(kind: kb_config::SectionKind, name: &str, names: &[&str]) -> String {
+    let kind = kind.as_str();
+    let mut msg = format!("unknown {kind} '{name}'");
+    if names.is_empty() {
+        msg.push_str(&format!(": kinesis-bit has no {kind}s yet"));
+    } else if let Some(s) = suggest(&name.trim().to_ascii_lowercase(), names.iter().copied()) {
+        msg.push_str(&format!(" — did you mean '{s}'?"));
+    } else {
+        msg.push_str(&format!("; available {kind}s: {}", names.join(", ")));
+    }
+    msg
 }
 
 /// A configuration that could not be built: every error, and the warnings found on the way
@@ -119,14 +145,13 @@ impl Builder<'_> {
         let lname = name.trim().to_ascii_lowercase();
         let Some(plugin) = plugins.iter().find(|p| spec_of(p).name == lname) else {
             let names: Vec<&str> = plugins.iter().map(|p| spec_of(p).name).collect();
-            let mut msg = format!("unknown {kind} '{name}'");
-            match suggest(&lname, names.iter().copied()) {
-                Some(s) => msg.push_str(&format!(" — did you mean '{s}'?")),
-                None => msg.push_str(&format!("; available {kind}s: {}", names.join(", "))),
+            let name_prop = section.get("name");
+            let mut msg = unknown_plugin(section.kind, name, &names);
+            if let Some(p) = name_prop.filter(|p| p.value.trim().is_empty()) {
+                msg.push_str(&section.unset_note(p));
             }
-            let loc = section.get("name").map(|p| p.location.clone());
             self.errors.push(ConfigError::new(
-                loc.unwrap_or_else(|| section.location.clone()),
+                name_prop.map_or_else(|| section.location.clone(), |p| p.location.clone()),
                 msg,
             ));
             return None;

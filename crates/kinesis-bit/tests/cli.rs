@@ -540,6 +540,40 @@ fn an_unknown_service_key_gets_a_suggestion_and_retry_limit_names_its_values() {
     );
 }
 
+#[test]
+fn a_kind_without_plugins_says_so_and_command_line_errors_say_command_line() {
+    let out = bin()
+        .args([
+            "-i",
+            "cpu",
+            "-F",
+            "grep",
+            "-m",
+            "*",
+            "-o",
+            "stdout",
+            "-m",
+            "*",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        log_lines(&out),
+        [
+            "[error] [config] command line: -F grep: unknown filter 'grep': kinesis-bit has no filters yet",
+            "Error: command line contains errors. Aborting",
+        ]
+    );
+    let out = bin().args(["-F", "grep", "-h"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "unknown filter 'grep': kinesis-bit has no filters yet\n"
+    );
+}
+
 /// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
 /// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
 fn refusing_imds() -> u16 {
