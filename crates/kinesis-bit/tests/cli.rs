@@ -574,6 +574,25 @@ fn a_kind_without_plugins_says_so_and_command_line_errors_say_command_line() {
     );
 }
 
+#[test]
+fn an_unquoted_match_pattern_expanded_by_the_shell_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    // What `-m *` becomes in a directory holding a.log and b.log.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["-i", "cpu", "-o", "stdout", "-m", "a.log", "b.log"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "command line: b.log: unexpected argument; it looks like the shell expanded an unquoted pattern into file names: quote the pattern (e.g. -m '*')\nTry 'kinesis-bit --help' for the list of options.\n"
+    );
+}
+
 /// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
 /// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
 fn refusing_imds() -> u16 {
