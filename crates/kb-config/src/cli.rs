@@ -436,6 +436,10 @@ pub fn usage() -> String {
             "increase logging verbosity (default: info)",
         ),
         ("-w, --workdir", "set the working directory"),
+        (
+            "-Y, --enable-hot-reload",
+            "reload the configuration on SIGHUP (Hot_Reload On)",
+        ),
         ("-H, --http", "enable monitoring HTTP server"),
         ("-L, --http_listen", "set HTTP server listen address"),
         ("-P, --port", "set HTTP server TCP port (default: 2020)"),
@@ -446,7 +450,12 @@ pub fn usage() -> String {
     ];
     let mut out = String::from("Usage: kinesis-bit [OPTION]\n\nAvailable Options\n");
     for (opt, text) in LINES {
-        out.push_str(&format!("  {opt:<26}{text}\n"));
+        // An option as wide as the column would run into its text.
+        if opt.len() < 26 {
+            out.push_str(&format!("  {opt:<26}{text}\n"));
+        } else {
+            out.push_str(&format!("  {opt}\n  {:26}{text}\n", ""));
+        }
     }
     out
 }
@@ -495,6 +504,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "command line: no-such-file: unexpected argument");
+    }
+
+    #[test]
+    fn usage_lists_hot_reload() {
+        assert!(usage().contains(
+            "  -Y, --enable-hot-reload   reload the configuration on SIGHUP (Hot_Reload On)\n"
+        ));
     }
 
     #[test]

@@ -593,6 +593,37 @@ fn an_unquoted_match_pattern_expanded_by_the_shell_gets_a_hint() {
     );
 }
 
+#[test]
+fn help_lists_hot_reload_and_long_keys_keep_their_distance() {
+    let out = bin().arg("-h").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "\n  -Y, --enable-hot-reload   reload the configuration on SIGHUP (Hot_Reload On)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nFilters\n  (none yet)\n"), "{text}");
+    let out = bin()
+        .args(["-o", "kinesis_streams", "-h"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "\ntls.windows.use_enterprise_store\n{:32}Windows only",
+            ""
+        )),
+        "{text}"
+    );
+    // No key runs into its description: every line of the key lists that starts with a name
+    // either leaves the 32-column field with a blank or ends inside it.
+    let keys = text.split_once("GLOBAL_OPTIONS\n").unwrap().1;
+    for line in keys.lines().filter(|l| !l.starts_with(' ') && l.len() > 32) {
+        assert_eq!(line.as_bytes()[31], b' ', "{line:?}");
+    }
+}
+
 /// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
 /// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
 fn refusing_imds() -> u16 {
