@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Kinesis-compatible test peers of shared/spec/test-peers.md §1 into $PEERS
+# Installs the Kinesis-compatible test peers of docs/test-peers.md into $PEERS
 # (default ~/.cache/kinesis-bit-peers; kb-testkit finds them there, or under $KB_PEERS):
 #   ferrokinesis 0.7.0 (crates.io, built from source), kinesis-local 0.6.2 (npm),
 #   moto[server] 5.2.5 (PyPI, in a venv); and two Python clients the tests check against:
