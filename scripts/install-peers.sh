@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Kinesis-compatible test peers of shared/spec/test-peers.md §1 into $PEERS
+# Installs the Kinesis-compatible test peers of docs/test-peers.md into $PEERS
 # (default ~/.cache/kinesis-bit-peers; kb-testkit finds them there, or under $KB_PEERS):
 #   ferrokinesis 0.7.0 (crates.io, built from source), kinesis-local 0.6.2 (npm),
 #   moto[server] 5.2.5 (PyPI, in a venv); and two Python clients the tests check against:
@@ -46,10 +46,15 @@ fi
 mkdir -p "$PEERS"
 
 # --- ferrokinesis: compiles from source (~6-7 min on 2 cores) ---
+# Not --quiet: cargo's progress (a bar on a terminal, one line per crate in CI logs) shows that
+# the minutes of compiling are not a hang.
 if [ ! -x "$PEERS/ferrokinesis/bin/ferrokinesis" ]; then
-  log "building ferrokinesis $FERRO_VERSION (several minutes)"
+  log "building ferrokinesis $FERRO_VERSION from source, once: about 7 minutes on 2 cores"
+  started=$SECONDS
   CARGO_TARGET_DIR="$PEERS/ferrokinesis-target" \
-    cargo install --quiet --locked "ferrokinesis@$FERRO_VERSION" --root "$PEERS/ferrokinesis"
+    cargo install --locked "ferrokinesis@$FERRO_VERSION" --root "$PEERS/ferrokinesis"
+  took=$((SECONDS - started))
+  log "ferrokinesis built in $((took / 60)) min $((took % 60)) s"
 fi
 # the build directory is only a cache (~450 MB): drop it once the binary is installed
 rm -rf "$PEERS/ferrokinesis-target"
@@ -65,7 +70,7 @@ fi
 
 # --- moto server, in its own venv ---
 if [ ! -x "$PEERS/moto/bin/moto_server" ]; then
-  log "installing moto[server] $MOTO_VERSION"
+  log "installing moto[server] $MOTO_VERSION (about a minute)"
   rm -rf "$PEERS/moto"
   python3 -m venv "$PEERS/moto"
   "$PEERS/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: format, lints, unit, integration and end-to-end tests against the real
-# Kinesis-compatible peers (installed first; see shared/spec/test-peers.md).
+# Kinesis-compatible peers (installed first; see docs/test-peers.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-peers.sh

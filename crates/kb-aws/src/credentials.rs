@@ -31,11 +31,13 @@ use std::time::{Duration, SystemTime};
 use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
+use aws_config::meta::ProviderChainError;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::error::CredentialsError as ProvideError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -112,7 +114,8 @@ fn env_non_empty(name: &str) -> Option<String> {
 pub struct CredentialsError {
     /// The providers tried, e.g. `environment, profile "default", web identity, container, EC2 IMDS`.
     pub tried: String,
-    /// The underlying error with its causes, on one line.
+    /// Why, on one line: each source with its reason when the whole chain came up empty, else
+    /// the error of the source that failed.
     pub detail: String,
 }
 
@@ -268,10 +271,15 @@ impl CredentialCache {
                     let jitter = Duration::from_millis(fastrand::u64(0..=REFRESH_JITTER_MAX_MS));
                     e.checked_sub(REFRESH_MARGIN + jitter).unwrap_or(e)
                 });
-                tracing::debug!(
-                    provider_expiry = ?creds.expiry(),
-                    "resolved AWS credentials"
-                );
+                match creds.expiry() {
+                    Some(e) => tracing::debug!(
+                        "resolved AWS credentials, valid for {} more",
+                        crate::human_duration(
+                            e.duration_since(SystemTime::now()).unwrap_or_default()
+                        )
+                    ),
+                    None => tracing::debug!("resolved AWS credentials, without expiry"),
+                }
                 self.store(Some(Cached {
                     creds: creds.clone(),
                     refresh_at,
@@ -281,7 +289,7 @@ impl CredentialCache {
             Err(e) => {
                 let err = CredentialsError {
                     tried: self.inner.tried.clone(),
-                    detail: error_chain(&e),
+                    detail: describe(&e),
                 };
                 match previous {
                     Some(c) if c.still_valid(SystemTime::now()) => {
@@ -345,13 +353,67 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
-    // aws-config lists the attempts of a chain on indented lines: keep them on one line.
-    out.split('\n')
+    one_line(&out)
+}
+
+/// aws-config lists the attempts of a chain on indented lines: keep them on one line.
+fn one_line(text: &str) -> String {
+    text.split('\n')
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
         .replace(":; ", ": ")
+}
+
+/// Why the provider gave no credentials, for people: a chain that came up empty as each source
+/// with its own reason (`environment: …; profile "default": …`), any other error with its causes.
+/// `CredentialsError`'s own texts ("the credential provider was not enabled", "an error occurred
+/// while loading credentials") say nothing a user can act on, so only their causes are kept.
+fn describe(e: &ProvideError) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(chain) = err.downcast_ref::<ProviderChainError<ProvideError>>() {
+            parts.push(
+                chain
+                    .attempts()
+                    .iter()
+                    .map(|a| format!("{}: {}", a.name(), source_reason(a.name(), a.error())))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            break;
+        }
+        let generic = matches!(
+            err.downcast_ref::<ProvideError>(),
+            Some(c) if !matches!(c, ProvideError::ProviderTimedOut(_))
+        );
+        let text = one_line(&err.to_string());
+        if !generic && !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() {
+        one_line(&e.to_string())
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// One source's reason inside a chain that came up empty.
+fn source_reason(source: &str, e: &ProvideError) -> String {
+    let reason = match describe(e) {
+        // The only causes CredentialsError has without a text of their own.
+        r if r == e.to_string() => "not configured".to_string(),
+        r => r,
+    };
+    // aws-config's wording does not say which variables.
+    if source == "environment" && reason == "environment variable not set" {
+        return "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".to_string();
+    }
+    reason
 }
 
 /// A fresh `RoleSessionName`: `kinesis-bit-` + 20 random alphanumerics.
@@ -389,27 +451,30 @@ async fn build_chain(settings: &CredentialSettings) -> (SharedCredentialsProvide
     let conf = ProviderConfig::default().with_region(Some(region.clone()));
 
     let pod_role = env_non_empty("EKS_POD_EXECUTION_ROLE");
+    // The names are the labels of `tried`: a chain that comes up empty reports each source by
+    // its name (`describe`).
+    let profile_label = format!("profile \"{profile}\"");
     let mut chain = CredentialsProviderChain::first_try(
-        "Environment",
+        "environment",
         EnvironmentVariableCredentialsProvider::new(),
     )
     .or_else(
-        "Profile",
+        profile_label.clone(),
         ProfileFileCredentialsProvider::builder()
             .configure(&conf)
             .profile_name(profile.clone())
             .build(),
     );
-    let mut tried = format!("environment, profile \"{profile}\"");
+    let mut tried = format!("environment, {profile_label}");
     if pod_role.is_none() {
         chain = if settings.sts_endpoint.is_some() || settings.sts_http_client.is_some() {
             // aws-config's provider has neither an endpoint override nor a way to take our
             // HTTP client (tls.*, proxy): use our own provider then.
             let sts = aws_sdk_sts::Client::new(&sts_sdk_config(settings, None).await);
-            chain.or_else("WebIdentityToken", WebIdentityProvider { sts })
+            chain.or_else("web identity", WebIdentityProvider { sts })
         } else {
             chain.or_else(
-                "WebIdentityToken",
+                "web identity",
                 WebIdentityTokenCredentialsProvider::builder()
                     .configure(&conf)
                     .build(),
@@ -419,13 +484,10 @@ async fn build_chain(settings: &CredentialSettings) -> (SharedCredentialsProvide
     }
     let chain = chain
         .or_else(
-            "EcsContainer",
+            "container",
             EcsCredentialsProvider::builder().configure(&conf).build(),
         )
-        .or_else(
-            "Ec2InstanceMetadata",
-            ImdsCredentialsProvider::new(Some(&profile)),
-        );
+        .or_else("EC2 IMDS", ImdsCredentialsProvider::new(Some(&profile)));
     tried.push_str(", container, EC2 IMDS");
 
     let mut provider = SharedCredentialsProvider::new(chain);
@@ -569,6 +631,60 @@ mod tests {
         let d = error_chain(&e);
         assert!(!d.contains('\n'), "{d}");
         assert!(d.contains("Attempted: Environment: x; Profile: y"), "{d}");
+    }
+
+    #[derive(Debug)]
+    struct Failing(fn() -> ProvideError);
+    impl ProvideCredentials for Failing {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            aws_credential_types::provider::future::ProvideCredentials::ready(Err((self.0)()))
+        }
+    }
+
+    async fn chain_error(chain: CredentialsProviderChain) -> ProvideError {
+        chain.provide_credentials().await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn an_empty_chain_names_each_source_with_its_reason() {
+        let chain = CredentialsProviderChain::first_try(
+            "environment",
+            Failing(|| ProvideError::not_loaded("environment variable not set")),
+        )
+        .or_else(
+            "profile \"nope\"",
+            Failing(|| ProvideError::not_loaded("profile `nope` was not defined")),
+        )
+        .or_else("container", Failing(ProvideError::not_loaded_no_source));
+        let e = chain_error(chain).await;
+        assert_eq!(
+            describe(&e),
+            "environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set; profile \"nope\": profile `nope` was not defined; container: not configured"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_described_without_debug_text() {
+        let chain = CredentialsProviderChain::first_try(
+            "environment",
+            Failing(|| ProvideError::not_loaded("environment variable not set")),
+        )
+        .or_else(
+            "EC2 IMDS",
+            Failing(|| ProvideError::provider_error("IMDS role request failed with HTTP 403")),
+        );
+        let e = chain_error(chain).await;
+        assert_eq!(describe(&e), "IMDS role request failed with HTTP 403");
+        let e = ProvideError::provider_timed_out(Duration::from_secs(5));
+        assert_eq!(
+            describe(&e),
+            "credentials provider timed out after 5 seconds"
+        );
     }
 
     #[derive(Debug)]

@@ -1185,8 +1185,8 @@ impl Connector {
             Err(_) => Err(Failure::new(
                 TransportErrorKind::Timeout,
                 format!(
-                    "no connection within {:?} (net.connect_timeout, which includes the proxy and the TLS handshake)",
-                    self.connect_timeout
+                    "no connection within {} (net.connect_timeout, which includes the proxy and the TLS handshake)",
+                    crate::human_duration(self.connect_timeout)
                 ),
                 None,
             )),
@@ -1537,8 +1537,9 @@ impl HttpClient {
                 Err(_) => Failure::new(
                     TransportErrorKind::Timeout,
                     format!(
-                        "no complete response within {:?} (net.io_timeout; unset or 0 means {:?}); the request may or may not have been processed",
-                        inner.deadline, DEFAULT_REQUEST_DEADLINE
+                        "no complete response within {} (net.io_timeout; unset or 0 means {}); the request may or may not have been processed",
+                        crate::human_duration(inner.deadline),
+                        crate::human_duration(DEFAULT_REQUEST_DEADLINE)
                     ),
                     None,
                 ),

@@ -213,8 +213,8 @@ impl ImdsCredentialsProvider {
         match tokio::time::timeout(self.timeout, send(target, method, path, headers)).await {
             Ok(r) => r,
             Err(_) => Err(format!(
-                "{method} {path}: timed out after {:?}",
-                self.timeout
+                "{method} {path}: timed out after {}",
+                crate::human_duration(self.timeout)
             )),
         }
     }
@@ -250,7 +250,7 @@ fn parse_credentials_json(body: &[u8]) -> provider::Result {
     let token = field("Token").map(str::to_string);
     let expiry = match field("Expiration") {
         Some(e) => Some(parse_rfc3339(e).ok_or_else(|| {
-            CredentialsError::provider_error(format!("IMDS credentials: bad Expiration {e:?}"))
+            CredentialsError::provider_error(format!("IMDS credentials: bad Expiration '{e}'"))
         })?),
         None => None,
     };
@@ -392,16 +392,16 @@ impl Target {
             r
         } else if e.starts_with("https://") {
             return Err(format!(
-                "IMDS endpoint {e:?}: only http:// is supported for instance metadata"
+                "IMDS endpoint '{e}': only http:// is supported for instance metadata"
             ));
         } else if e.contains("://") {
-            return Err(format!("IMDS endpoint {e:?}: unsupported scheme"));
+            return Err(format!("IMDS endpoint '{e}': unsupported scheme"));
         } else {
             e
         };
         let authority = rest.split('/').next().unwrap_or("");
         if authority.is_empty() {
-            return Err(format!("IMDS endpoint {e:?} has no host"));
+            return Err(format!("IMDS endpoint '{e}' has no host"));
         }
         let has_port = if authority.starts_with('[') {
             authority.contains("]:")

@@ -192,7 +192,7 @@ pub fn parse_command_line(
     let args: Vec<OsString> = args.into_iter().collect();
     let matches = command()
         .try_get_matches_from(&args)
-        .map_err(|e| from_clap(&e))?;
+        .map_err(|e| from_clap(&e, &args))?;
 
     // Every occurrence of every option, in command-line order.
     let mut items: Vec<(usize, &Opt, String)> = Vec::new();
@@ -348,17 +348,54 @@ fn shown_name(o: &Opt, args: &[OsString]) -> String {
 }
 
 /// A clap parse error as a command-line error naming the offending argument.
-fn from_clap(e: &clap::Error) -> CliError {
+fn from_clap(e: &clap::Error, args: &[OsString]) -> CliError {
     let arg = match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => s.clone(),
         _ => String::new(),
     };
     match e.kind() {
         ErrorKind::UnknownArgument if arg.starts_with('-') => CliError::one(arg, "unknown option"),
-        ErrorKind::UnknownArgument => CliError::one(arg, "unexpected argument"),
+        ErrorKind::UnknownArgument => {
+            let hint = stray_argument_hint(&arg, args);
+            CliError::one(arg, format!("unexpected argument{hint}"))
+        }
         ErrorKind::InvalidValue | ErrorKind::NoEquals => CliError::one(arg, "a value is required"),
         ErrorKind::InvalidUtf8 => CliError::one(arg, "argument is not valid UTF-8"),
         kind => CliError::one(arg, format!("invalid command line ({kind})")),
+    }
+}
+
+/// Why a plain argument may be on the command line, when a likely reason shows. An unquoted
+/// `-m *` reaches us as `-m file1 file2 …`: the option took the first file name and the next
+/// one is left over; a lone configuration file name usually lacks its `-c`.
+fn stray_argument_hint(arg: &str, args: &[OsString]) -> String {
+    let is_path = |a: &OsString| std::path::Path::new(a).exists();
+    let Some(i) = args
+        .iter()
+        .position(|a| a.to_str() == Some(arg))
+        .filter(|_| is_path(&OsString::from(arg)))
+    else {
+        return String::new();
+    };
+    let takes_value = |o: &str| {
+        OPTS.iter().any(|opt| {
+            opt.value
+                && (opt.short.is_some_and(|c| o == format!("-{c}"))
+                    || opt.long.iter().any(|l| o == format!("--{l}")))
+        })
+    };
+    let option = i
+        .checked_sub(2)
+        .and_then(|j| args[j].to_str())
+        .filter(|o| takes_value(o) && is_path(&args[i - 1]));
+    match option {
+        Some(o) => format!(
+            "; it looks like the shell expanded an unquoted pattern into file names: quote the pattern (e.g. {o} '*')"
+        ),
+        None if !args.iter().any(|a| a == "-c" || a == "--config") => {
+            format!("; to read it as a configuration file, use -c {arg}")
+        }
+        None => String::new(),
     }
 }
 
@@ -399,6 +436,10 @@ pub fn usage() -> String {
             "increase logging verbosity (default: info)",
         ),
         ("-w, --workdir", "set the working directory"),
+        (
+            "-Y, --enable-hot-reload",
+            "reload the configuration on SIGHUP (Hot_Reload On)",
+        ),
         ("-H, --http", "enable monitoring HTTP server"),
         ("-L, --http_listen", "set HTTP server listen address"),
         ("-P, --port", "set HTTP server TCP port (default: 2020)"),
@@ -409,7 +450,12 @@ pub fn usage() -> String {
     ];
     let mut out = String::from("Usage: kinesis-bit [OPTION]\n\nAvailable Options\n");
     for (opt, text) in LINES {
-        out.push_str(&format!("  {opt:<26}{text}\n"));
+        // An option as wide as the column would run into its text.
+        if opt.len() < 26 {
+            out.push_str(&format!("  {opt:<26}{text}\n"));
+        } else {
+            out.push_str(&format!("  {opt}\n  {:26}{text}\n", ""));
+        }
     }
     out
 }
@@ -429,6 +475,42 @@ mod tests {
     #[test]
     fn every_option_is_declared_once() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn a_shell_expanded_match_pattern_gets_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+        std::fs::write(&a, "").unwrap();
+        std::fs::write(&b, "").unwrap();
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        let e = parse(&["-i", "cpu", "-o", "stdout", "-m", a, b])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("command line: {b}: unexpected argument; it looks like the shell expanded an unquoted pattern into file names: quote the pattern (e.g. -m '*')")
+        );
+        let e = parse(&["-i", "cpu", "-o", "stdout", "--match", a, b])
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("(e.g. --match '*')"), "{e}");
+        let e = parse(&[a]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("command line: {a}: unexpected argument; to read it as a configuration file, use -c {a}")
+        );
+        let e = parse(&["-i", "cpu", "no-such-file"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "command line: no-such-file: unexpected argument");
+    }
+
+    #[test]
+    fn usage_lists_hot_reload() {
+        assert!(usage().contains(
+            "  -Y, --enable-hot-reload   reload the configuration on SIGHUP (Hot_Reload On)\n"
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::model::{ConfigWarning, Location, PipelineConfig};
+use crate::model::{ConfigWarning, Location, PipelineConfig, UnsetVariable};
 
 /// How a variable that the configuration did not define is looked up (normally the process
 /// environment; injectable so tests do not depend on it).
@@ -63,14 +63,15 @@ impl Env {
     }
 
     /// Replace every `${VAR}` / `${VAR:-default}` in `value`. A default applies when the variable
-    /// is unset or empty; an unset variable without default becomes the empty string and a
-    /// warning at `location`. Substitution is one pass: substituted text is not scanned again,
-    /// and a `${` without closing `}` is kept literally.
+    /// is unset or empty; an unset variable without default becomes the empty string, a
+    /// warning at `location` and an entry in `unset`. Substitution is one pass: substituted text
+    /// is not scanned again, and a `${` without closing `}` is kept literally.
     pub fn substitute(
         &self,
         value: &str,
         location: &Location,
         warnings: &mut Vec<ConfigWarning>,
+        unset: &mut Vec<UnsetVariable>,
     ) -> String {
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
@@ -91,10 +92,16 @@ impl Env {
                 (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => warnings.push(ConfigWarning {
-                    location: location.clone(),
-                    message: format!("[env] variable ${{{name}}} is used but not set"),
-                }),
+                (None, None) => {
+                    warnings.push(ConfigWarning {
+                        location: location.clone(),
+                        message: format!("[env] variable ${{{name}}} is used but not set"),
+                    });
+                    unset.push(UnsetVariable {
+                        location: location.clone(),
+                        name: name.to_string(),
+                    });
+                }
             }
             rest = &after[end + 1..];
         }
@@ -102,12 +109,31 @@ impl Env {
         out
     }
 
-    /// Substitute variables in every property value of `cfg`, adding warnings to `cfg.warnings`.
+    /// Substitute variables in every property value of `cfg`: warnings go to `cfg.warnings`,
+    /// the unset variables to the section they were used in (`service_unset_variables` for the
+    /// service), so an error about an emptied value can say why it is empty.
     pub fn substitute_config(&self, cfg: &mut PipelineConfig) {
         let mut warnings = Vec::new();
-        for p in cfg.properties_mut() {
+        for p in cfg.service.iter_mut() {
             if p.value.contains("${") {
-                p.value = self.substitute(&p.value, &p.location, &mut warnings);
+                p.value = self.substitute(
+                    &p.value,
+                    &p.location,
+                    &mut warnings,
+                    &mut cfg.service_unset_variables,
+                );
+            }
+        }
+        for s in cfg.sections_mut() {
+            for p in s.props.iter_mut() {
+                if p.value.contains("${") {
+                    p.value = self.substitute(
+                        &p.value,
+                        &p.location,
+                        &mut warnings,
+                        &mut s.unset_variables,
+                    );
+                }
             }
         }
         cfg.warnings.extend(warnings);
@@ -139,7 +165,7 @@ mod tests {
 
     fn sub(e: &Env, v: &str) -> (String, Vec<ConfigWarning>) {
         let mut w = Vec::new();
-        let s = e.substitute(v, &Location::classic("a.conf", 3), &mut w);
+        let s = e.substitute(v, &Location::classic("a.conf", 3), &mut w, &mut Vec::new());
         (s, w)
     }
 

@@ -18,7 +18,7 @@ pub use env::Env;
 pub use load::{load, load_parsers_file};
 pub use model::{
     ConfigError, ConfigErrors, ConfigWarning, Location, PipelineConfig, Property, Section,
-    SectionKind,
+    SectionKind, UnsetVariable,
 };
 pub use schema::{KeySpec, KeyType, PluginSpec, Props};
 pub use service::{validate_service, LogLevel, ServiceConfig};

@@ -55,6 +55,8 @@ pub fn load(cli: &CommandLine, env: &mut Env) -> Result<PipelineConfig, ConfigEr
     cfg.filters.append(&mut from_cli.filters);
     cfg.outputs.append(&mut from_cli.outputs);
     cfg.service.append(&mut from_cli.service);
+    cfg.service_unset_variables
+        .append(&mut from_cli.service_unset_variables);
     cfg.warnings.append(&mut from_cli.warnings);
     cfg.warnings.extend(cli.warnings.iter().cloned());
 

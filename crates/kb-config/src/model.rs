@@ -117,6 +117,8 @@ pub struct Section {
     /// Where the section starts: the `[OUTPUT]` header, the YAML list item, or the `-o NAME` argument.
     pub location: Location,
     pub props: Vec<Property>,
+    /// Variables its property values used that were not set (each became an empty string).
+    pub unset_variables: Vec<UnsetVariable>,
 }
 
 impl Section {
@@ -126,7 +128,14 @@ impl Section {
             kind,
             location,
             props: Vec::new(),
+            unset_variables: Vec::new(),
         }
+    }
+
+    /// Why `p`'s value may be empty when unset variables emptied it (`: variable ${X} is not
+    /// set`), else nothing; meant to be appended to an error about the value.
+    pub fn unset_note(&self, p: &Property) -> String {
+        unset_note(&self.unset_variables, &p.location)
     }
 
     /// The last value set for `key` (keys are compared case-insensitively).
@@ -157,6 +166,34 @@ pub struct PipelineConfig {
     pub multiline_parsers: Vec<Section>,
     /// Non-fatal findings (unknown service keys, unset variables, ...) to log at startup.
     pub warnings: Vec<ConfigWarning>,
+    /// Variables the service values used that were not set (sections keep their own).
+    pub service_unset_variables: Vec<UnsetVariable>,
+}
+
+/// A `${VAR}` without default that was not set where a value used it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsetVariable {
+    /// The property whose value used it.
+    pub location: Location,
+    /// The variable's name, without `${` and `}`.
+    pub name: String,
+}
+
+/// `: variable ${X} is not set` (or `: variables ${X} and ${Y} are not set`) for the unset
+/// variables used at `location`; empty when there are none.
+pub fn unset_note(unset: &[UnsetVariable], location: &Location) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for u in unset.iter().filter(|u| &u.location == location) {
+        let name = format!("${{{}}}", u.name);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!(": variable {one} is not set"),
+        [init @ .., last] => format!(": variables {} and {last} are not set", init.join(", ")),
+    }
 }
 
 impl PipelineConfig {
@@ -171,18 +208,15 @@ impl PipelineConfig {
             .chain(&self.multiline_parsers)
     }
 
-    /// Every property of the configuration, service first, for passes over all values
-    /// (variable substitution).
-    pub fn properties_mut(&mut self) -> impl Iterator<Item = &mut Property> {
-        self.service.iter_mut().chain(
-            self.inputs
-                .iter_mut()
-                .chain(&mut self.filters)
-                .chain(&mut self.outputs)
-                .chain(&mut self.parsers)
-                .chain(&mut self.multiline_parsers)
-                .flat_map(|s| s.props.iter_mut()),
-        )
+    /// Every section (service excluded), in the order of [`sections`](Self::sections), for
+    /// passes over all values (variable substitution).
+    pub fn sections_mut(&mut self) -> impl Iterator<Item = &mut Section> {
+        self.inputs
+            .iter_mut()
+            .chain(&mut self.filters)
+            .chain(&mut self.outputs)
+            .chain(&mut self.parsers)
+            .chain(&mut self.multiline_parsers)
     }
 
     /// The section list a kind of section is stored in (`None` for `Service`, which is a flat

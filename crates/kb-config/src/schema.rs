@@ -220,7 +220,7 @@ pub const OUTPUT_GENERIC_KEYS: &[KeySpec] = &[
         "retry_limit",
         KeyType::RetryLimit,
         Some("1"),
-        "engine retries per chunk: N, no_limits/false, no_retries",
+        "engine retries per chunk: an integer >= 1, no_limits (also false, off) or no_retries",
     ),
     KeySpec::new(
         "workers",
@@ -396,7 +396,11 @@ pub fn validate_section(
         if p.value.trim().is_empty() {
             errors.push(ConfigError::new(
                 p.location.clone(),
-                format!("{prefix} key '{}' has an empty value", p.key),
+                format!(
+                    "{prefix} key '{}' has an empty value{}",
+                    p.key,
+                    section.unset_note(p)
+                ),
             ));
             continue;
         }

@@ -7,7 +7,10 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::model::{ConfigError, ConfigWarning, PipelineConfig, Property};
+use crate::model::{
+    unset_note, ConfigError, ConfigWarning, PipelineConfig, Property, UnsetVariable,
+};
+use crate::schema::suggest;
 use crate::values;
 
 /// Log verbosity, from least to most verbose.
@@ -110,6 +113,50 @@ impl Default for ServiceConfig {
     }
 }
 
+/// Every service key kinesis-bit knows by its full name (honoured, refused or ignored), for the
+/// "did you mean" of an unknown key; the prefixes of [`is_ignored_key`] are not listed.
+pub const SERVICE_KEYS: &[&str] = &[
+    "flush",
+    "grace",
+    "log_level",
+    "log_file",
+    "parsers_file",
+    "http_server",
+    "http_listen",
+    "http_port",
+    "hot_reload",
+    "health_check",
+    "hc_errors_count",
+    "hc_retry_failure_count",
+    "hc_period",
+    "scheduler.base",
+    "scheduler.cap",
+    "json.escape_unicode",
+    "json.convert_nan_to_null",
+    "storage.path",
+    "storage.sync",
+    "storage.checksum",
+    "storage.metrics",
+    "storage.backlog.mem_limit",
+    "storage.backlog.flush_on_shutdown",
+    "storage.max_chunks_up",
+    "storage.delete_irrecoverable_chunks",
+    "storage.trim_files",
+    "storage.type",
+    "storage.inherit",
+    "storage.keep.rejected",
+    "storage.rejected.path",
+    "daemon",
+    "security.fips_mode",
+    "plugins_file",
+    "streams_file",
+    "coro_stack_size",
+    "enable_chunk_trace",
+    "windows.maxstdio",
+    "sp.convert_from_str_to_num",
+    "multiline_buffer_limit",
+];
+
 /// Service keys accepted for compatibility and ignored (tuning of FB internals).
 fn is_ignored_key(key: &str) -> bool {
     key.starts_with("flush.adaptive")
@@ -127,12 +174,14 @@ fn is_ignored_key(key: &str) -> bool {
 }
 
 /// Collects findings while the service keys are read.
-struct Check {
+struct Check<'a> {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigWarning>,
+    /// Variables the service values used that were not set.
+    unset: &'a [UnsetVariable],
 }
 
-impl Check {
+impl Check<'_> {
     fn error(&mut self, p: &Property, message: impl Into<String>) {
         self.errors.push(ConfigError::new(
             p.location.clone(),
@@ -141,10 +190,15 @@ impl Check {
     }
 
     fn invalid(&mut self, p: &Property, expected: &str) {
+        let note = if p.value.trim().is_empty() {
+            unset_note(self.unset, &p.location)
+        } else {
+            String::new()
+        };
         self.error(
             p,
             format!(
-                "invalid value '{}' for property '{}': expected {expected}",
+                "invalid value '{}' for property '{}': expected {expected}{note}",
                 p.value, p.key
             ),
         );
@@ -182,6 +236,7 @@ pub fn validate_service(
     let mut c = Check {
         errors: Vec::new(),
         warnings: Vec::new(),
+        unset: &cfg.service_unset_variables,
     };
     let mut base: Option<&Property> = None;
     let mut cap: Option<&Property> = None;
@@ -287,7 +342,13 @@ pub fn validate_service(
             k if is_ignored_key(k) => {
                 c.warn(p, format!("key '{}' is accepted and ignored", p.key));
             }
-            _ => c.warn(p, format!("unknown key '{}' is ignored", p.key)),
+            _ => {
+                let mut msg = format!("unknown key '{}' is ignored", p.key);
+                if let Some(s) = suggest(&p.key, SERVICE_KEYS.iter().copied()) {
+                    msg.push_str(&format!("; did you mean '{s}'?"));
+                }
+                c.warn(p, msg)
+            }
         }
     }
     // Only report the relation when both values parsed.
@@ -341,6 +402,45 @@ mod tests {
         assert_eq!("WARN".parse::<LogLevel>(), Ok(LogLevel::Warn));
         assert_eq!("trace".parse::<LogLevel>(), Ok(LogLevel::Trace));
         assert!("loud".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn unknown_key_gets_a_suggestion() {
+        let (_, e, w) = validate_service(&cfg(&[("log_levl", "debug"), ("frobnicate", "1")]));
+        assert!(e.is_empty());
+        let w: Vec<String> = w.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "s.conf:1: [service] unknown key 'log_levl' is ignored; did you mean 'log_level'?",
+                "s.conf:2: [service] unknown key 'frobnicate' is ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_listed_key_is_known() {
+        for key in SERVICE_KEYS {
+            let (_, _, w) = validate_service(&cfg(&[(key, "on")]));
+            assert!(
+                w.iter().all(|w| !w.message.contains("unknown key")),
+                "{key}: {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_emptied_by_an_unset_variable_says_so() {
+        let mut c = cfg(&[("flush", "")]);
+        c.service_unset_variables.push(UnsetVariable {
+            location: Location::classic("s.conf", 1),
+            name: "FLUSH".into(),
+        });
+        let (_, e, _) = validate_service(&c);
+        assert_eq!(
+            e[0].to_string(),
+            "s.conf:1: [service] invalid value '' for property 'flush': expected a number of seconds greater than 0: variable ${FLUSH} is not set"
+        );
     }
 
     #[test]

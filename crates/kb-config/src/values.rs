@@ -70,7 +70,14 @@ pub enum RetryLimit {
     Unlimited,
 }
 
-/// Parse `retry_limit`; `None` means "invalid" (Fluent Bit then warns and uses 1).
+/// `retry_limit` when it is not set or its value is invalid (Fluent Bit's default).
+pub const DEFAULT_RETRY_LIMIT: u32 = 1;
+
+/// The values [`parse_retry_limit`] accepts, for messages.
+pub const RETRY_LIMIT_ACCEPTED: &str = "an integer >= 1, no_limits, false, off or no_retries";
+
+/// Parse `retry_limit`; `None` means "invalid" (Fluent Bit then warns and uses
+/// [`DEFAULT_RETRY_LIMIT`]).
 pub fn parse_retry_limit(s: &str) -> Option<RetryLimit> {
     let l = s.trim().to_ascii_lowercase();
     match l.as_str() {

@@ -216,3 +216,97 @@ fn parsers_file_rejects_other_sections() {
     let (parsers, ml) = load_parsers_file(&p, &mut env(&[])).unwrap();
     assert_eq!((parsers.len(), ml.len()), (1, 0));
 }
+
+const OUT_KEYS: &[kb_config::KeySpec] = &[kb_config::KeySpec::new(
+    "endpoint",
+    kb_config::KeyType::Str,
+    None,
+    "endpoint",
+)];
+const OUT: kb_config::PluginSpec = kb_config::PluginSpec {
+    kind: kb_config::SectionKind::Output,
+    name: "out",
+    description: "",
+    keys: OUT_KEYS,
+};
+
+/// The warnings of `cfg` and the error `endpoint` gets, as text.
+fn unset_report(cfg: &PipelineConfig) -> (Vec<String>, String) {
+    let warnings = cfg.warnings.iter().map(ToString::to_string).collect();
+    let e = kb_config::schema::validate_section(
+        &OUT,
+        kb_config::schema::OUTPUT_GENERIC_KEYS,
+        &cfg.outputs[0],
+        "out.0",
+    )
+    .unwrap_err();
+    (warnings, e[0].to_string())
+}
+
+#[test]
+fn an_unset_variable_is_named_with_its_location_in_every_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write(
+        dir.path(),
+        "kb.conf",
+        "[OUTPUT]\n    Name     out\n    Match    *\n    endpoint ${KINESIS_ENDPOINT}\n",
+    );
+    let cfg = load_args(&["-c", conf.to_str().unwrap()]).unwrap();
+    let c = conf.display();
+    assert_eq!(
+        unset_report(&cfg),
+        (
+            vec![format!(
+                "{c}:4: [env] variable ${{KINESIS_ENDPOINT}} is used but not set"
+            )],
+            format!("{c}:4: [output out.0] key 'endpoint' has an empty value: variable ${{KINESIS_ENDPOINT}} is not set")
+        )
+    );
+
+    let yaml = write(
+        dir.path(),
+        "kb.yaml",
+        "pipeline:\n  outputs:\n    - name: out\n      match: '*'\n      endpoint: ${KINESIS_ENDPOINT}${REGION}\n",
+    );
+    let cfg = load_args(&["-c", yaml.to_str().unwrap()]).unwrap();
+    let y = format!(
+        "{}: pipeline.outputs[0].endpoint (line 5, column 7)",
+        yaml.display()
+    );
+    assert_eq!(
+        unset_report(&cfg),
+        (
+            vec![
+                format!("{y}: [env] variable ${{KINESIS_ENDPOINT}} is used but not set"),
+                format!("{y}: [env] variable ${{REGION}} is used but not set"),
+            ],
+            format!("{y}: [output out.0] key 'endpoint' has an empty value: variables ${{KINESIS_ENDPOINT}} and ${{REGION}} are not set")
+        )
+    );
+
+    let cfg = load_args(&["-o", "out", "-m", "*", "-p", "endpoint=${KINESIS_ENDPOINT}"]).unwrap();
+    let l = "command line: -p endpoint=${KINESIS_ENDPOINT}";
+    assert_eq!(
+        unset_report(&cfg),
+        (
+            vec![format!(
+                "{l}: [env] variable ${{KINESIS_ENDPOINT}} is used but not set"
+            )],
+            format!("{l}: [output out.0] key 'endpoint' has an empty value: variable ${{KINESIS_ENDPOINT}} is not set")
+        )
+    );
+}
+
+#[test]
+fn a_value_left_non_empty_by_an_unset_variable_is_only_warned_about() {
+    let cfg = load_args(&["-o", "out", "-m", "*", "-p", "endpoint=http://${NOPE}x"]).unwrap();
+    assert_eq!(cfg.warnings.len(), 1);
+    assert_eq!(cfg.outputs[0].get("endpoint").unwrap().value, "http://x");
+    assert!(kb_config::schema::validate_section(
+        &OUT,
+        kb_config::schema::OUTPUT_GENERIC_KEYS,
+        &cfg.outputs[0],
+        "out.0"
+    )
+    .is_ok());
+}

@@ -123,5 +123,8 @@ fn ignored_and_unknown_keys_warn() {
         w[1],
         "s.conf:3: [service] key 'coro_stack_size' is accepted and ignored"
     );
-    assert_eq!(w[9], "s.conf:11: [service] unknown key 'flsuh' is ignored");
+    assert_eq!(
+        w[9],
+        "s.conf:11: [service] unknown key 'flsuh' is ignored; did you mean 'flush'?"
+    );
 }

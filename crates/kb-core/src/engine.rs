@@ -179,7 +179,7 @@ impl Shared {
         }
         if tasks.is_empty() {
             tracing::debug!(target: "router",
-                "no output matches tag '{}' (or all are done): {} records discarded", chunk.tag, chunk.records);
+                "no output matches tag '{}' (or all are done): {} discarded", chunk.tag, crate::count(chunk.records as u64, "record"));
         }
         if let Some(stored) = &chunk.stored {
             stored.set_routes(tasks.len());
@@ -251,8 +251,8 @@ impl Shared {
                 ledger.bytes -= victim.header.data_len;
                 self.give_up(idx, &victim);
                 tracing::warn!(target: "storage",
-                    "output {} is over storage.total_limit_size ({limit} bytes): its oldest chunk ({} records, {} bytes) is dropped for it",
-                    route.name, victim.header.records, victim.header.data_len);
+                    "output {} is over storage.total_limit_size ({limit} bytes): its oldest chunk ({}, {} bytes) is dropped for it",
+                    route.name, crate::count(victim.header.records as u64, "record"), victim.header.data_len);
             }
         }
     }
@@ -619,18 +619,21 @@ impl Engine {
         while worker_set.join_next().await.is_some() {}
         if report.lost_records > 0 {
             tracing::warn!(target: "engine",
-                "grace period ended with {} pending tasks: {} records not delivered",
-                report.unfinished_tasks, report.lost_records);
+                "grace period ended with {}: {} not delivered",
+                crate::count(report.unfinished_tasks as u64, "pending task"),
+                crate::count(report.lost_records as u64, "record"));
         }
         if let Some(store) = &shared.store {
             let waiting = store.backlog_len();
             if kept > 0 || waiting > 0 {
                 tracing::info!(target: "storage",
-                    "{kept} undelivered records of busy chunks and {waiting} chunks waiting on disk stay in {} for the next start",
+                    "{} of busy chunks and {} waiting on disk stay in {} for the next start",
+                    crate::count(kept as u64, "undelivered record"),
+                    crate::count(waiting as u64, "chunk"),
                     store.config.path.display());
             }
         }
-        tracing::info!(target: "engine", "service has stopped ({} pending tasks)", report.unfinished_tasks);
+        tracing::info!(target: "engine", "service has stopped ({})", crate::count(report.unfinished_tasks as u64, "pending task"));
         Ok(report)
     }
 }
@@ -706,17 +709,18 @@ async fn run_worker(
                         shared.config.backoff.delay(task.retries, &mut rng)
                     };
                     tracing::warn!(target: "engine",
-                        "failed to flush chunk '{chunk_id}', retry in {} seconds: input={} > output={} ({} of {} records pending)",
+                        "failed to flush chunk '{chunk_id}', retry in {} seconds: input={} > output={} ({} of {} pending)",
                         delay.as_secs(), task.chunk.input, route.name,
-                        task.progress.pending_count(), task.progress.total());
+                        task.progress.pending_count(),
+                        crate::count(task.progress.total() as u64, "record"));
                     schedule_retry(shared.clone(), route_idx, task, delay);
                 } else {
                     let pending = task.progress.pending_count();
                     metrics::add(&m.retries_failed, 1);
                     metrics::add(&m.dropped_records, pending as u64);
                     tracing::error!(target: "engine",
-                        "chunk '{chunk_id}' cannot be retried: input={} > output={}; {pending} records dropped",
-                        task.chunk.input, route.name);
+                        "chunk '{chunk_id}' cannot be retried: input={} > output={}; {} dropped",
+                        task.chunk.input, route.name, crate::count(pending as u64, "record"));
                     shared.keep_rejected(route_idx, &task);
                     shared.finish(route_idx, &task, true);
                 }
@@ -726,8 +730,8 @@ async fn run_worker(
                 metrics::add(&m.errors, 1);
                 metrics::add(&m.dropped_records, pending as u64);
                 tracing::error!(target: "engine",
-                    "chunk '{chunk_id}' could not be delivered: input={} > output={}; {pending} records dropped",
-                    task.chunk.input, route.name);
+                    "chunk '{chunk_id}' could not be delivered: input={} > output={}; {} dropped",
+                    task.chunk.input, route.name, crate::count(pending as u64, "record"));
                 shared.keep_rejected(route_idx, &task);
                 shared.finish(route_idx, &task, true);
             }

@@ -364,7 +364,9 @@ impl<R: AsyncRead + Send + Unpin> Input for StdinInput<R> {
             };
             match read {
                 Ok(0) => {
-                    tracing::warn!("end of file (stdin closed by remote end)");
+                    // The normal end of `printf … | kinesis-bit -i stdin`, not a problem: Fluent
+                    // Bit's words, but not its warn level.
+                    tracing::info!("end of file (stdin closed by remote end)");
                     break;
                 }
                 Ok(n) => {

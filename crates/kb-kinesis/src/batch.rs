@@ -150,9 +150,9 @@ impl Preparer {
                     }
                     metrics.dropped(DropReason::Malformed, pending.len() as u64);
                     tracing::error!(
-                        "chunk '{}' holds malformed events ({e}): {} records dropped, {}",
+                        "chunk '{}' holds malformed events ({e}): {} dropped, {}",
                         chunk.id,
-                        pending.len(),
+                        kb_core::count(pending.len() as u64, "record"),
                         self.stream
                     );
                     break;

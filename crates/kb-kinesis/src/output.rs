@@ -429,7 +429,8 @@ impl OutputWorker for KinesisWorker {
             let pending_before = progress.pending_count();
             let body = self.body.take_bytes();
             tracing::debug!(
-                "PutRecords with {n} records ({} bytes), {stream}",
+                "PutRecords with {} ({} bytes), {stream}",
+                kb_core::count(n as u64, "record"),
                 body.len()
             );
             let (answer, took) = self.sender.call("PutRecords", body.clone()).await;
@@ -499,7 +500,12 @@ impl OutputWorker for KinesisWorker {
                             let first = n.div_ceil(2);
                             g.pending.push(n - first);
                             g.pending.push(first);
-                            tracing::warn!("PutRecords of {n} records rejected ({}: {}); splitting it, {stream}", err.code, err.message);
+                            tracing::warn!(
+                                "PutRecords of {} rejected ({}: {}); splitting it, {stream}",
+                                kb_core::count(n as u64, "record"),
+                                err.code,
+                                err.message
+                            );
                             (Step::Continue, RequestResult::ClientError)
                         }
                         ErrorClass::RequestRejected => {
@@ -600,8 +606,8 @@ impl KinesisWorker {
             }
             if let Some(n) = self.limiter.allow("rejected:request") {
                 tracing::error!(
-                    "{} records rejected by Kinesis in a request of their own and dropped, {}{}",
-                    g.rejected.len(),
+                    "{} rejected by Kinesis in a request of their own and dropped, {}{}",
+                    kb_core::count(g.rejected.len() as u64, "record"),
                     self.settings.stream,
                     suppressed_note(n)
                 );
@@ -615,15 +621,18 @@ impl KinesisWorker {
     fn remainder(&mut self, progress: &Progress, stream: &str) -> FlushResult {
         let left = progress.pending_count();
         tracing::debug!(
-            "processed {} records: {} done, {} to retry, {stream}",
-            progress.total(),
+            "processed {}: {} done, {} to retry, {stream}",
+            kb_core::count(progress.total() as u64, "record"),
             progress.done_count(),
             left
         );
         if left == 0 {
             FlushResult::Ok
         } else {
-            tracing::warn!("{left} records handed back for a later retry, {stream}");
+            tracing::warn!(
+                "{} handed back for a later retry, {stream}",
+                kb_core::count(left as u64, "record")
+            );
             FlushResult::Retry
         }
     }

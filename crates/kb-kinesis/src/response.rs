@@ -133,7 +133,11 @@ fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, 
     };
     if entries.len() != sent {
         return Err(ResponseError::new(
-            format!("{} Records for {sent} entries sent", entries.len()),
+            format!(
+                "{} in Records for {} sent",
+                kb_core::count(entries.len() as u64, "entry"),
+                kb_core::count(sent as u64, "entry")
+            ),
             body,
         ));
     }

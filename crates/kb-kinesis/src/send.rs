@@ -38,6 +38,21 @@ pub struct Sender {
     pub auto_retry: bool,
 }
 
+/// What to set when no credentials were found. A local emulator (a plain `http://` or loopback
+/// endpoint) still needs a signed request but checks no signature, which people do not guess.
+pub fn credentials_hint(endpoint: &Endpoint) -> String {
+    let local = !endpoint.is_tls()
+        || endpoint.host.eq_ignore_ascii_case("localhost")
+        || endpoint.ip().is_some_and(|ip| ip.is_loopback());
+    if local {
+        format!(
+            "the endpoint {endpoint} looks like a local emulator: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to any values"
+        )
+    } else {
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile (the profile key or AWS_PROFILE), or run with an IAM role".to_string()
+    }
+}
+
 impl Sender {
     /// Build, sign and send `body` to `Kinesis_20131202.<target>`; with `auto_retry_requests`, a
     /// transport failure is followed by one immediate re-signed re-send.
@@ -49,7 +64,13 @@ impl Sender {
             tries -= 1;
             let creds = match self.credentials.credentials().await {
                 Ok(c) => c,
-                Err(e) => return (Answer::NoCredentials(e.to_string()), started.elapsed()),
+                Err(e) => {
+                    let hint = credentials_hint(&self.endpoint);
+                    return (
+                        Answer::NoCredentials(format!("{e}; {hint}")),
+                        started.elapsed(),
+                    );
+                }
             };
             let mut req = match self.request(target, body.clone()) {
                 Ok(r) => r,
@@ -116,5 +137,26 @@ impl Sender {
             HeaderValue::from_static(USER_AGENT),
         );
         Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_endpoints_get_the_any_credentials_hint() {
+        let hint = |e: &str| credentials_hint(&Endpoint::parse(e, None).unwrap());
+        assert_eq!(
+            hint("http://127.0.0.1:4567"),
+            "the endpoint http://127.0.0.1:4567 looks like a local emulator: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to any values"
+        );
+        assert!(hint("http://kinesis.internal:80").contains("local emulator"));
+        assert!(hint("https://localhost:4567").contains("local emulator"));
+        assert!(hint("https://[::1]:4567").contains("local emulator"));
+        assert_eq!(
+            hint("kinesis.us-east-1.amazonaws.com"),
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile (the profile key or AWS_PROFILE), or run with an IAM role"
+        );
     }
 }

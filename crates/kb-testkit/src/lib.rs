@@ -1,4 +1,4 @@
-//! Test support: starts the Kinesis-compatible peers of `shared/spec/test-peers.md` on free
+//! Test support: starts the Kinesis-compatible peers of `docs/test-peers.md` on free
 //! loopback ports, talks to them (create streams, read records back), and provides a
 //! Kinesis-compatible sink of our own with deterministic fault injection.
 

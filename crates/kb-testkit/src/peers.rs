@@ -1,4 +1,4 @@
-//! Starts and stops the Kinesis-compatible test peers of `shared/spec/test-peers.md`
+//! Starts and stops the Kinesis-compatible test peers of `docs/test-peers.md`
 //! (ferrokinesis, kinesis-local, moto) on free loopback ports, each in a temporary working
 //! directory that also holds its log (`peer.log`).
 //!
@@ -40,7 +40,7 @@ pub fn free_port() -> u16 {
 fn require(peer: &str, path: PathBuf) -> PathBuf {
     if !path.exists() {
         panic!(
-            "{peer} not found at {}: run `bash scripts/install-peers.sh` (see shared/spec/test-peers.md)",
+            "{peer} not found at {}: run `bash scripts/install-peers.sh` (see docs/test-peers.md)",
             path.display()
         );
     }
@@ -48,7 +48,7 @@ fn require(peer: &str, path: PathBuf) -> PathBuf {
 }
 
 /// Generates a self-signed certificate for `cn` with subjectAltName `DNS:localhost,IP:127.0.0.1`
-/// using the `openssl` CLI as `shared/spec/test-peers.md` §2 shows, plus
+/// using the `openssl` CLI as `docs/test-peers.md` shows, plus
 /// `basicConstraints=critical,CA:FALSE` (rustls rejects the spec's CA:TRUE certificate as a server
 /// certificate). Usable as the server certificate and as the client's CA file. Returns
 /// (cert.pem, key.pem) inside `dir`.
@@ -68,7 +68,7 @@ pub fn self_signed_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run `openssl` ({e}): run `bash scripts/install-peers.sh` (see shared/spec/test-peers.md)")
+            panic!("cannot run `openssl` ({e}): run `bash scripts/install-peers.sh` (see docs/test-peers.md)")
         });
     assert!(
         out.status.success(),

@@ -1,4 +1,4 @@
-//! The project's own Kinesis-compatible PutRecords sink (`shared/spec/test-peers.md` §6):
+//! The project's own Kinesis-compatible PutRecords sink (`docs/test-peers.md`, "Benchmarks use kb-sink"):
 //! HTTP/1.1 keep-alive (optionally TLS), multi-threaded, no storage by default, with
 //! deterministic fault injection.
 //!

@@ -10,7 +10,7 @@ fn empty_peers_dir() {
 }
 
 #[test]
-#[should_panic(expected = "run `bash scripts/install-peers.sh` (see shared/spec/test-peers.md)")]
+#[should_panic(expected = "run `bash scripts/install-peers.sh` (see docs/test-peers.md)")]
 fn missing_ferrokinesis_fails() {
     empty_peers_dir();
     let _ = Ferrokinesis::start();

@@ -15,31 +15,51 @@ pub fn version() -> String {
     )
 }
 
+/// Width of the name column of plugin help (`-o NAME -h`), as Fluent Bit lays it out.
+const KEY_COLUMN: usize = 32;
+
+/// One line of `name` in a column of `width` followed by `text`. A name that fills the column
+/// goes on a line of its own, so it never runs into its text
+/// (`tls.windows.use_enterprise_storeWindows only`).
+fn column(s: &mut String, indent: &str, name: &str, width: usize, text: &str) {
+    if name.len() < width {
+        let _ = writeln!(s, "{indent}{name:<width$}{text}");
+    } else {
+        let _ = writeln!(s, "{indent}{name}\n{indent}{:width$}{text}", "");
+    }
+}
+
 /// `-h`: usage, options and the plugin list.
 pub fn usage(registry: &Registry) -> String {
     let mut s = kb_config::cli::usage();
-    let _ = writeln!(s, "\nInputs");
-    for p in &registry.inputs {
-        let _ = writeln!(s, "  {:<22}{}", p.spec.name, p.spec.description);
-    }
-    let _ = writeln!(s, "\nFilters");
-    for p in &registry.filters {
-        let _ = writeln!(s, "  {:<22}{}", p.spec.name, p.spec.description);
-    }
-    let _ = writeln!(s, "\nOutputs");
-    for p in &registry.outputs {
-        let _ = writeln!(s, "  {:<22}{}", p.spec.name, p.spec.description);
+    for (title, kind) in [
+        ("Inputs", SectionKind::Input),
+        ("Filters", SectionKind::Filter),
+        ("Outputs", SectionKind::Output),
+    ] {
+        let _ = writeln!(s, "\n{title}");
+        let specs: Vec<PluginSpec> = match kind {
+            SectionKind::Input => registry.inputs.iter().map(|p| p.spec).collect(),
+            SectionKind::Filter => registry.filters.iter().map(|p| p.spec).collect(),
+            _ => registry.outputs.iter().map(|p| p.spec).collect(),
+        };
+        if specs.is_empty() {
+            let _ = writeln!(s, "  (none yet)");
+        }
+        for spec in specs {
+            column(&mut s, "  ", spec.name, 22, spec.description);
+        }
     }
     let _ = writeln!(s, "\nInternal\n Event Loop  = tokio\n Build Flags = rust");
     s
 }
 
 fn key_block(s: &mut String, k: &KeySpec) {
-    let _ = writeln!(s, "{:<32}{}", k.name, k.description);
+    column(s, "", k.name, KEY_COLUMN, k.description);
     let default = k.default.unwrap_or("none");
     let _ = writeln!(
         s,
-        "{:<32}> default: {}, type: {}\n",
+        "{:<KEY_COLUMN$}> default: {}, type: {}\n",
         "",
         default,
         k.ty.name()
@@ -49,7 +69,9 @@ fn key_block(s: &mut String, k: &KeySpec) {
 /// `-i/-F/-o NAME -h`: the plugin's description, the engine's generic keys and its own keys.
 pub fn plugin_help(spec: &PluginSpec) -> String {
     let mut s = version();
-    let _ = writeln!(s, "\nHELP\n{:<32}{}\n", spec.name, spec.description);
+    let _ = writeln!(s, "\nHELP");
+    column(&mut s, "", spec.name, KEY_COLUMN, spec.description);
+    let _ = writeln!(s);
     let _ = writeln!(s, "DESCRIPTION\n{}\n", spec.description);
     let generic: &[KeySpec] = match spec.kind {
         SectionKind::Input => INPUT_GENERIC_KEYS,
@@ -73,4 +95,21 @@ pub fn plugin_help(spec: &PluginSpec) -> String {
         key_block(&mut s, k);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_never_runs_into_its_text() {
+        let mut s = String::new();
+        column(&mut s, "", "short", 8, "text");
+        column(&mut s, "", "exactly8", 8, "text");
+        column(&mut s, "  ", "much_longer", 8, "text");
+        assert_eq!(
+            s,
+            "short   text\nexactly8\n        text\n  much_longer\n          text\n"
+        );
+    }
 }

@@ -88,6 +88,21 @@ pub fn filter_for(level: LogLevel) -> tracing_subscriber::filter::LevelFilter {
     }
 }
 
+/// The level an event is filtered at. Events of other crates (aws-config, hyper, rustls, …)
+/// count as debug at least: their text is written for programmers (Debug-formatted errors,
+/// fields instead of sentences), and what matters to a user is reported by a line of ours.
+/// aws-config's credential chain, for one, warns on every flush that finds no credentials.
+fn effective_level(meta: &tracing::Metadata<'_>) -> Level {
+    let ours = meta
+        .module_path()
+        .is_none_or(|m| m.starts_with("kb_") || m.starts_with("kinesis_bit"));
+    if ours {
+        *meta.level()
+    } else {
+        (*meta.level()).max(Level::DEBUG)
+    }
+}
+
 /// The component named by a `plugin` span's formatted fields (`component=output:stdout:stdout.0`).
 fn component_of(fields: &str) -> Option<&str> {
     let rest = fields.split("component=").nth(1)?;
@@ -124,6 +139,7 @@ pub fn init(
         if meta.is_span() {
             return true;
         }
+        let level = effective_level(meta);
         if let Some(span) = cx.lookup_current() {
             for s in span.scope() {
                 let ext = s.extensions();
@@ -131,11 +147,11 @@ pub fn init(
                     .get::<FormattedFields<DefaultFields>>()
                     .and_then(|f| component_of(f.fields.as_str()).map(str::to_string));
                 if let Some(l) = component.and_then(|c| overrides.get(&c).copied()) {
-                    return l >= *meta.level();
+                    return l >= level;
                 }
             }
         }
-        global >= *meta.level()
+        global >= level
     })
     .with_max_level_hint(max);
     let layer = tracing_subscriber::fmt::layer().event_format(FluentBitFormat);

@@ -17,11 +17,11 @@ use kb_admin::{AdminConfig, AdminServer, HealthConfig};
 use kb_config::cli::{parse_command_line, CommandLine};
 use kb_config::env::Env;
 use kb_config::service::{validate_service, LogLevel, ServiceConfig};
-use kb_config::ConfigError;
+use kb_config::{ConfigError, Location};
 use kb_core::metrics::Metrics;
 use tracing::Level;
 
-use crate::pipeline::Registry;
+use crate::pipeline::{Registry, Rejected};
 
 fn main() -> ExitCode {
     malloc::keep_large_blocks();
@@ -63,18 +63,38 @@ fn print_help(cli: &CommandLine, registry: &Registry) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!("unknown {} '{name}'", section.kind.as_str());
+            let names = registry.names(section.kind);
+            eprintln!("{}", pipeline::unknown_plugin(section.kind, name, &names));
             ExitCode::from(1)
         }
     }
 }
 
-fn report_errors(errors: &[ConfigError]) -> ExitCode {
-    for e in errors {
+/// Log the warnings (an unset variable often explains an error), then every error, then
+/// Fluent Bit's closing line, naming the command line when no file is involved.
+fn report_errors(rejected: &Rejected) -> ExitCode {
+    for w in &rejected.warnings {
+        log::early(Level::WARN, "config", w);
+    }
+    for e in &rejected.errors {
         log::early(Level::ERROR, "config", e);
     }
-    eprintln!("Error: configuration file contains errors. Aborting");
+    eprintln!("{}", closing_line(&rejected.errors));
     ExitCode::from(1)
+}
+
+/// `Error: configuration file contains errors. Aborting`, or `command line` in place of
+/// `configuration file` when every error comes from the command line.
+fn closing_line(errors: &[ConfigError]) -> &'static str {
+    let only_cli = !errors.is_empty()
+        && errors
+            .iter()
+            .all(|e| matches!(e.location, Location::CommandLine { .. }));
+    if only_cli {
+        "Error: command line contains errors. Aborting"
+    } else {
+        "Error: configuration file contains errors. Aborting"
+    }
 }
 
 /// A configuration read, validated and built into an engine.
@@ -85,23 +105,21 @@ struct Loaded {
 }
 
 /// Read the configuration named by `cli` (file and command line) and build the pipeline whose
-/// metrics go to `metrics`; every error is returned, none is logged here.
-fn load(
-    cli: &CommandLine,
-    registry: &Registry,
-    metrics: Arc<Metrics>,
-) -> Result<Loaded, Vec<ConfigError>> {
+/// metrics go to `metrics`; every error and warning is returned, none is logged here.
+fn load(cli: &CommandLine, registry: &Registry, metrics: Arc<Metrics>) -> Result<Loaded, Rejected> {
     let mut env = Env::new();
-    let cfg = kb_config::load::load(cli, &mut env).map_err(|errs| errs.0)?;
-    let (service, mut errors, service_warnings) = validate_service(&cfg);
+    let cfg = kb_config::load::load(cli, &mut env).map_err(|errs| Rejected {
+        errors: errs.0,
+        warnings: Vec::new(),
+    })?;
+    let (service, errors, mut warnings) = validate_service(&cfg);
+    warnings.splice(0..0, cfg.warnings.iter().cloned());
     match pipeline::build(&cfg, &service, registry, metrics) {
         Ok(built) if errors.is_empty() => {
-            let warnings = cfg
-                .warnings
+            let warnings = warnings
                 .iter()
+                .chain(&built.warnings)
                 .map(ToString::to_string)
-                .chain(service_warnings.iter().map(ToString::to_string))
-                .chain(built.warnings.iter().map(ToString::to_string))
                 .collect();
             Ok(Loaded {
                 built,
@@ -109,10 +127,17 @@ fn load(
                 warnings,
             })
         }
-        Ok(_) => Err(errors),
-        Err(errs) => {
-            errors.extend(errs);
-            Err(errors)
+        Ok(built) => {
+            warnings.extend(built.warnings);
+            Err(Rejected { errors, warnings })
+        }
+        Err(mut rejected) => {
+            warnings.append(&mut rejected.warnings);
+            rejected.errors.splice(0..0, errors);
+            Err(Rejected {
+                errors: rejected.errors,
+                warnings,
+            })
         }
     }
 }
@@ -126,7 +151,7 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         warnings,
     } = match load(&cli, &registry, metrics.clone()) {
         Ok(l) => l,
-        Err(errors) => return report_errors(&errors),
+        Err(rejected) => return report_errors(&rejected),
     };
 
     // FLB_LOG_LEVEL beats the command line, which beats the file (merged in `service`).
@@ -283,11 +308,14 @@ async fn stop_or_reload(
                 *reloaded = Some(next);
                 return;
             }
-            Err(errors) => {
+            Err(Rejected { errors, warnings }) => {
+                for w in &warnings {
+                    tracing::warn!(target: "reload", "{w}");
+                }
                 for e in &errors {
                     tracing::error!(target: "reload", "{e}");
                 }
-                tracing::error!(target: "reload", "the new configuration has {} error(s); the running pipeline goes on unchanged", errors.len());
+                tracing::error!(target: "reload", "the new configuration has {}; the running pipeline goes on unchanged", kb_core::count(errors.len() as u64, "error"));
             }
         }
     }

@@ -10,7 +10,7 @@ use kb_config::schema::{
     suggest, validate_section, FILTER_GENERIC_KEYS, INPUT_GENERIC_KEYS, OUTPUT_GENERIC_KEYS,
 };
 use kb_config::service::{LogLevel, ServiceConfig};
-use kb_config::values::{parse_retry_limit, RetryLimit};
+use kb_config::values::{parse_retry_limit, RetryLimit, DEFAULT_RETRY_LIMIT, RETRY_LIMIT_ACCEPTED};
 use kb_config::{ConfigError, ConfigWarning, PipelineConfig, PluginSpec, Props, Section};
 use kb_core::engine::{Engine, EngineConfig, FilterInstance, InputInstance, OutputInstance};
 use kb_core::metrics::Metrics;
@@ -49,6 +49,17 @@ impl Registry {
         }
     }
 
+    /// The names of the plugins of `kind` (input, filter or output), in registry order.
+    pub fn names(&self, kind: kb_config::SectionKind) -> Vec<&'static str> {
+        use kb_config::SectionKind as K;
+        match kind {
+            K::Input => self.inputs.iter().map(|p| p.spec.name).collect(),
+            K::Filter => self.filters.iter().map(|p| p.spec.name).collect(),
+            K::Output => self.outputs.iter().map(|p| p.spec.name).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The key table of plugin `name` of the section kind given by `kind` (`i`, `F`, `o`).
     pub fn spec(&self, kind: kb_config::SectionKind, name: &str) -> Option<PluginSpec> {
         use kb_config::SectionKind as K;
@@ -72,6 +83,30 @@ impl Registry {
             _ => None,
         }
     }
+}
+
+/// `unknown output 'x'` plus the closest name, the list of the plugins of that kind, or that
+/// there are none of that kind (an empty list reads like a bug).
+pub fn unknown_plugin(kind: kb_config::SectionKind, name: &str, names: &[&str]) -> String {
+    let kind = kind.as_str();
+    let mut msg = format!("unknown {kind} '{name}'");
+    if names.is_empty() {
+        msg.push_str(&format!(": kinesis-bit has no {kind}s yet"));
+    } else if let Some(s) = suggest(&name.trim().to_ascii_lowercase(), names.iter().copied()) {
+        msg.push_str(&format!(" — did you mean '{s}'?"));
+    } else {
+        msg.push_str(&format!("; available {kind}s: {}", names.join(", ")));
+    }
+    msg
+}
+
+/// A configuration that could not be built: every error, and the warnings found on the way
+/// (an unset variable often explains an error).
+pub struct Rejected {
+    /// Every error, in the order found.
+    pub errors: Vec<ConfigError>,
+    /// The warnings found before and while the errors were.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// An engine ready to run, plus what was found on the way.
@@ -110,14 +145,13 @@ impl Builder<'_> {
         let lname = name.trim().to_ascii_lowercase();
         let Some(plugin) = plugins.iter().find(|p| spec_of(p).name == lname) else {
             let names: Vec<&str> = plugins.iter().map(|p| spec_of(p).name).collect();
-            let mut msg = format!("unknown {kind} '{name}'");
-            match suggest(&lname, names.iter().copied()) {
-                Some(s) => msg.push_str(&format!(" — did you mean '{s}'?")),
-                None => msg.push_str(&format!("; available {kind}s: {}", names.join(", "))),
+            let name_prop = section.get("name");
+            let mut msg = unknown_plugin(section.kind, name, &names);
+            if let Some(p) = name_prop.filter(|p| p.value.trim().is_empty()) {
+                msg.push_str(&section.unset_note(p));
             }
-            let loc = section.get("name").map(|p| p.location.clone());
             self.errors.push(ConfigError::new(
-                loc.unwrap_or_else(|| section.location.clone()),
+                name_prop.map_or_else(|| section.location.clone(), |p| p.location.clone()),
                 msg,
             ));
             return None;
@@ -193,7 +227,7 @@ pub fn build(
     service: &ServiceConfig,
     registry: &Registry,
     metrics: Arc<Metrics>,
-) -> Result<Built, Vec<ConfigError>> {
+) -> Result<Built, Rejected> {
     let mut parser_errors = Vec::new();
     let mut parser_warnings = Vec::new();
     let parsers: Arc<dyn ParserLookup> = match ParserRegistry::from_sections(&cfg.parsers) {
@@ -315,16 +349,21 @@ pub fn build(
         let retry_limit = match props.str("retry_limit").map(parse_retry_limit) {
             Some(Some(l)) => l,
             Some(None) => {
+                // Fluent Bit's words first, so log alerts on them still match.
                 b.warnings.push(ConfigWarning {
                     location: props
                         .get("retry_limit")
                         .map(|p| p.location.clone())
                         .unwrap_or(props.location.clone()),
-                    message: format!("[{}] invalid retry_limit. set default.", props.instance),
+                    message: format!(
+                        "[{}] invalid retry_limit. set default. ('{}' is not {RETRY_LIMIT_ACCEPTED}; using the default, {DEFAULT_RETRY_LIMIT})",
+                        props.instance,
+                        props.str("retry_limit").unwrap_or_default().trim()
+                    ),
                 });
-                RetryLimit::Limited(1)
+                RetryLimit::Limited(DEFAULT_RETRY_LIMIT)
             }
-            None => RetryLimit::Limited(1),
+            None => RetryLimit::Limited(DEFAULT_RETRY_LIMIT),
         };
         let workers = match props.u64("workers") {
             Ok(w) => w.unwrap_or(1).clamp(1, 256) as usize,
@@ -380,7 +419,10 @@ pub fn build(
             log_levels: b.log_levels,
         })
     } else {
-        Err(b.errors)
+        Err(Rejected {
+            errors: b.errors,
+            warnings: b.warnings,
+        })
     }
 }
 

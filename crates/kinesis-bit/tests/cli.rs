@@ -440,3 +440,309 @@ fn tail_applies_a_parser_and_keeps_path_key() {
         )
     );
 }
+
+/// The log without its timestamps: `[ warn] [config] message` per line.
+fn log_lines(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .map(|l| match l.split_once("] ") {
+            Some((stamp, rest)) if stamp.starts_with("[20") => rest.to_string(),
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn an_unset_variable_is_named_in_the_warning_and_in_the_empty_value_error() {
+    let conf = examples_dir().join("kinesis.conf");
+    let yaml = examples_dir().join("kinesis.yaml");
+    let (c, y) = (conf.display(), yaml.display());
+    let y = format!("{y}: pipeline.outputs[0].endpoint (line 20, column 7)");
+    for (file, at) in [(&conf, format!("{c}:18")), (&yaml, y)] {
+        let out = bin()
+            .env_remove("KINESIS_ENDPOINT")
+            .args(["-c", file.to_str().unwrap(), "--dry-run"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            log_lines(&out),
+            [
+                format!("[ warn] [config] {at}: [env] variable ${{KINESIS_ENDPOINT}} is used but not set"),
+                format!("[error] [config] {at}: [output kinesis_streams.0] key 'endpoint' has an empty value: variable ${{KINESIS_ENDPOINT}} is not set"),
+                "Error: configuration file contains errors. Aborting".to_string(),
+            ]
+        );
+    }
+}
+
+#[test]
+fn every_example_runs_with_only_kinesis_endpoint_set() {
+    let examples = examples_dir();
+    let scripts: [&[&str]; 3] = [
+        &["cli.sh"],
+        &["run.sh", "kinesis.conf"],
+        &["run.sh", "kinesis.yaml"],
+    ];
+    for args in scripts {
+        let mut cmd = Command::new("bash");
+        cmd.args(args.iter().map(|a| examples.join(a)))
+            .arg("--dry-run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KINESIS_BIT", env!("CARGO_BIN_EXE_kinesis-bit"));
+        let out = cmd
+            .env("KINESIS_ENDPOINT", "http://127.0.0.1:4567")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            "examples: no AWS credentials set; using placeholders, which a local emulator accepts\nconfiguration test is successful\n",
+            "{args:?}"
+        );
+        let out = cmd.env_remove("KINESIS_ENDPOINT").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).starts_with("examples: KINESIS_ENDPOINT is not set: set it to the endpoint of a local Kinesis, e.g.\n  KINESIS_ENDPOINT=http://127.0.0.1:4567 bash "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_service_key_gets_a_suggestion_and_retry_limit_names_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("svc.conf");
+    std::fs::write(
+        &conf,
+        "[SERVICE]\n    Log_Levl debug\n\n[INPUT]\n    Name cpu\n\n[OUTPUT]\n    Name        stdout\n    Match       *\n    Retry_Limit maybe\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = conf.display();
+    assert_eq!(
+        log_lines(&out),
+        [
+            format!("[ warn] [config] {c}:2: [service] unknown key 'log_levl' is ignored; did you mean 'log_level'?"),
+            format!("[ warn] [config] {c}:10: [stdout.0] invalid retry_limit. set default. ('maybe' is not an integer >= 1, no_limits, false, off or no_retries; using the default, 1)"),
+            "configuration test is successful".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_kind_without_plugins_says_so_and_command_line_errors_say_command_line() {
+    let out = bin()
+        .args([
+            "-i",
+            "cpu",
+            "-F",
+            "grep",
+            "-m",
+            "*",
+            "-o",
+            "stdout",
+            "-m",
+            "*",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        log_lines(&out),
+        [
+            "[error] [config] command line: -F grep: unknown filter 'grep': kinesis-bit has no filters yet",
+            "Error: command line contains errors. Aborting",
+        ]
+    );
+    let out = bin().args(["-F", "grep", "-h"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "unknown filter 'grep': kinesis-bit has no filters yet\n"
+    );
+}
+
+#[test]
+fn an_unquoted_match_pattern_expanded_by_the_shell_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    // What `-m *` becomes in a directory holding a.log and b.log.
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["-i", "cpu", "-o", "stdout", "-m", "a.log", "b.log"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "command line: b.log: unexpected argument; it looks like the shell expanded an unquoted pattern into file names: quote the pattern (e.g. -m '*')\nTry 'kinesis-bit --help' for the list of options.\n"
+    );
+}
+
+#[test]
+fn help_lists_hot_reload_and_long_keys_keep_their_distance() {
+    let out = bin().arg("-h").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "\n  -Y, --enable-hot-reload   reload the configuration on SIGHUP (Hot_Reload On)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nFilters\n  (none yet)\n"), "{text}");
+    let out = bin()
+        .args(["-o", "kinesis_streams", "-h"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "\ntls.windows.use_enterprise_store\n{:32}Windows only",
+            ""
+        )),
+        "{text}"
+    );
+    // No key runs into its description: every line of the key lists that starts with a name
+    // either leaves the 32-column field with a blank or ends inside it.
+    let keys = text.split_once("GLOBAL_OPTIONS\n").unwrap().1;
+    for line in keys.lines().filter(|l| !l.starts_with(' ') && l.len() > 32) {
+        assert_eq!(line.as_bytes()[31], b' ', "{line:?}");
+    }
+}
+
+/// A loopback stand-in for the EC2 instance metadata service that refuses every request, as
+/// metadata endpoints behind a proxy do; the agent must not probe the real address in tests.
+fn refusing_imds() -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = (&stream).write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn no_credentials_for_a_local_endpoint_is_one_clean_line_with_what_to_set() {
+    let imds = refusing_imds();
+    let mut cmd = bin();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k == "EKS_POD_EXECUTION_ROLE" {
+            cmd.env_remove(k);
+        }
+    }
+    // One record a second, flushed every 0.3 s and dropped at once: several failing flushes
+    // of one record each within the 10 s of the rate limit.
+    let child = cmd
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{imds}"),
+        )
+        .env("AWS_CONFIG_FILE", "/nonexistent/kb-test-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/kb-test-credentials",
+        )
+        .args([
+            "-i",
+            "dummy",
+            "-o",
+            "kinesis_streams",
+            "-m",
+            "*",
+            "-p",
+            "stream=s",
+            "-p",
+            "region=us-east-1",
+            // Nothing listens there: no request gets that far.
+            "-p",
+            "endpoint=http://127.0.0.1:9",
+            "-p",
+            "retry_limit=no_retries",
+            "-f",
+            "0.3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    terminate(&child);
+    let out = wait_with_timeout(child, Duration::from_secs(10));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = log_lines(&out);
+    let output = "[output:kinesis_streams:kinesis_streams.0]";
+    let failed = lines
+        .iter()
+        .filter(|l| l.contains("handed back"))
+        .collect::<Vec<_>>();
+    assert!(failed.len() >= 2, "{lines:#?}");
+    for l in failed {
+        assert_eq!(
+            l,
+            &format!("[ warn] {output} 1 record handed back for a later retry, s")
+        );
+    }
+    assert!(
+        lines.contains(&"[error] [engine] chunk '1' cannot be retried: input=dummy.0 > output=kinesis_streams.0; 1 record dropped".to_string()),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("no AWS credentials"))
+            .collect::<Vec<_>>(),
+        [&format!(
+            "[error] {output} no AWS credentials available (environment, profile \"default\", web identity, container, EC2 IMDS): IMDS role request failed with HTTP 403; the endpoint http://127.0.0.1:9 looks like a local emulator: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to any values"
+        )],
+        "one line per 10 s, however many flushes fail"
+    );
+    // aws-config's own warning (`provider failed to provide credentials … (ProviderError(…))`)
+    // is debug output.
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("ProviderError") && !l.contains("provider failed")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn the_end_of_stdin_is_logged_at_info() {
+    let out = run_with_stdin(&["-i", "stdin", "-o", "null", "-m", "*"], b"x\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = log_lines(&out);
+    assert!(
+        lines.contains(
+            &"[ info] [input:stdin:stdin.0] end of file (stdin closed by remote end)".to_string()
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.starts_with("[ warn]")),
+        "{lines:#?}"
+    );
+}

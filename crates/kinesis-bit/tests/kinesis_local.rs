@@ -1,5 +1,5 @@
 //! The agent against kinesis-local (kinesis-mock), the second independent Kinesis
-//! implementation of `shared/spec/test-peers.md`: its `"ErrorCode":null` success entries, stream
+//! implementation of `docs/test-peers.md`: its `"ErrorCode":null` success entries, stream
 //! maximum record sizes above 1 MiB, per-record `InvalidArgumentException` inside a 200 answer,
 //! and its TLS listener (`tls.ca_file`, `tls.verify`, `tls.verify_hostname`). What arrived is
 //! read back with GetRecords and compared byte for byte.
@@ -363,7 +363,7 @@ async fn assert_refused(kds: &Kds, kl: &KinesisLocal, stream: &str, out: &Output
         "log:\n{log}"
     );
     assert!(
-        log.contains("1 records handed back for a later retry"),
+        log.contains("1 record handed back for a later retry"),
         "{log}"
     );
 }

@@ -1,4 +1,4 @@
-//! The agent's credentials and signing against moto server (`shared/spec/test-peers.md`):
+//! The agent's credentials and signing against moto server (`docs/test-peers.md`):
 //! SigV4 checked by moto's verifying mode, the auth-error refresh, `role_arn` + `external_id`
 //! through `sts_endpoint` (asserted on moto's request recorder), and a `credential_process`
 //! profile. Records are read back from moto's Kinesis and compared byte for byte.

@@ -125,8 +125,8 @@ impl Store {
         if !found.is_empty() {
             let records: u64 = found.iter().map(|c| c.header.records as u64).sum();
             tracing::info!(target: "storage",
-                "backlog: {} chunks ({records} records) left by the last run will be delivered",
-                found.len());
+                "backlog: {} ({}) left by the last run will be delivered",
+                crate::count(found.len() as u64, "chunk"), crate::count(records, "record"));
             metrics::add(&store.metrics.storage.replayed_chunks, found.len() as u64);
         }
         for c in found {
@@ -184,8 +184,8 @@ impl Store {
         let r = file::recover_open(path)?;
         metrics::add(&self.metrics.storage.recovered_chunks, 1);
         tracing::info!(target: "storage",
-            "chunk {} was still open at the last stop: {} complete records kept{}",
-            path.display(), r.header.records,
+            "chunk {} was still open at the last stop: {} kept{}",
+            path.display(), crate::count(r.header.records as u64, "complete record"),
             if r.torn_bytes > 0 { format!(", a torn record of {} bytes cut", r.torn_bytes) } else { String::new() });
         Ok(Some(r.header))
     }
@@ -384,7 +384,7 @@ impl Store {
         match r {
             Ok(()) => {
                 metrics::add(&self.metrics.storage.rejected_chunks, 1);
-                tracing::warn!(target: "storage", "{n} undelivered records of chunk '{}' kept in {}", chunk.id, path.display());
+                tracing::warn!(target: "storage", "{} of chunk '{}' kept in {}", crate::count(n as u64, "undelivered record"), chunk.id, path.display());
             }
             Err(e) => self.write_failed("write the rejected chunk", &path, &e),
         }
