@@ -4,7 +4,12 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod record_modifier;
+mod util;
+
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
-    Vec::new()
+    vec![
+        record_modifier::PLUGIN,
+    ]
 }
