@@ -4,12 +4,14 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod grep;
 pub mod record_modifier;
 mod util;
 
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
     vec![
+        grep::PLUGIN,
         record_modifier::PLUGIN,
     ]
 }
