@@ -5,6 +5,7 @@
 use kb_core::registry::FilterPlugin;
 
 pub mod grep;
+pub mod modify;
 pub mod record_modifier;
 mod util;
 
@@ -12,6 +13,7 @@ mod util;
 pub fn plugins() -> Vec<FilterPlugin> {
     vec![
         grep::PLUGIN,
+        modify::PLUGIN,
         record_modifier::PLUGIN,
     ]
 }
