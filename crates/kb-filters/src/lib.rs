@@ -6,6 +6,7 @@ use kb_core::registry::FilterPlugin;
 
 pub mod grep;
 pub mod modify;
+pub mod nest;
 pub mod record_modifier;
 mod util;
 
@@ -14,6 +15,7 @@ pub fn plugins() -> Vec<FilterPlugin> {
     vec![
         grep::PLUGIN,
         modify::PLUGIN,
+        nest::PLUGIN,
         record_modifier::PLUGIN,
     ]
 }
