@@ -8,6 +8,7 @@ pub mod grep;
 pub mod modify;
 pub mod nest;
 pub mod record_modifier;
+pub mod type_converter;
 mod util;
 
 /// Every filter plugin, in `--help` order.
@@ -17,5 +18,6 @@ pub fn plugins() -> Vec<FilterPlugin> {
         modify::PLUGIN,
         nest::PLUGIN,
         record_modifier::PLUGIN,
+        type_converter::PLUGIN,
     ]
 }
