@@ -4,6 +4,7 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod expect;
 pub mod grep;
 pub mod modify;
 pub mod nest;
@@ -14,6 +15,7 @@ mod util;
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
     vec![
+        expect::PLUGIN,
         grep::PLUGIN,
         modify::PLUGIN,
         nest::PLUGIN,
