@@ -9,6 +9,7 @@ pub mod grep;
 pub mod modify;
 pub mod nest;
 pub mod record_modifier;
+pub mod throttle;
 pub mod type_converter;
 mod util;
 
@@ -20,6 +21,7 @@ pub fn plugins() -> Vec<FilterPlugin> {
         modify::PLUGIN,
         nest::PLUGIN,
         record_modifier::PLUGIN,
+        throttle::PLUGIN,
         type_converter::PLUGIN,
     ]
 }
