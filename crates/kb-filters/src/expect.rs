@@ -208,7 +208,12 @@ impl Expect {
                 )),
             }
         }
-        let action = match props.str("action").unwrap_or("warn").to_ascii_lowercase().as_str() {
+        let action = match props
+            .str("action")
+            .unwrap_or("warn")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "exit" => Action::Exit,
             "result_key" => Action::ResultKey,
             _ => Action::Warn,
@@ -217,14 +222,21 @@ impl Expect {
             return Err(errors);
         }
         if rules.is_empty() {
-            cx.warn(props.location.clone(), format!("[filter {}] no rules has been defined", props.instance));
+            cx.warn(
+                props.location.clone(),
+                format!("[filter {}] no rules has been defined", props.instance),
+            );
         }
         let emitter = (action == Action::Exit)
             .then(|| (format!("emitter_for_{}", props.instance), Emitter::new()));
         Ok(Expect {
             rules,
             action,
-            result_key: props.str("result_key").unwrap_or("matched").as_bytes().to_vec(),
+            result_key: props
+                .str("result_key")
+                .unwrap_or("matched")
+                .as_bytes()
+                .to_vec(),
             component: component("expect", props),
             json_escape_unicode: cx.json_escape_unicode,
             emitter,
@@ -251,9 +263,8 @@ impl Expect {
                         type_name(v)
                     )
                 }),
-                (Check::IsNotNull, Some(v)) => matches!(head(v), Some(Head::Nil)).then(|| {
-                    format!("key '{}' contains a value type 'null'", rule.text)
-                }),
+                (Check::IsNotNull, Some(v)) => matches!(head(v), Some(Head::Nil))
+                    .then(|| format!("key '{}' contains a value type 'null'", rule.text)),
                 (Check::Eq, Some(v)) => {
                     let mut text = String::new();
                     let same = match head(v) {

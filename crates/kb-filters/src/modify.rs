@@ -328,7 +328,10 @@ impl Modify {
                 errors.push(error_at(
                     props,
                     p,
-                    format!("Invalid config for {}: unterminated quote in '{}'", p.key, p.value),
+                    format!(
+                        "Invalid config for {}: unterminated quote in '{}'",
+                        p.key, p.value
+                    ),
                 ));
                 continue;
             };

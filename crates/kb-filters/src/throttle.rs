@@ -41,7 +41,12 @@ const KEYS: &[KeySpec] = &[
         Some("false"),
         "Set whether or not to print status information",
     ),
-    KeySpec::new("interval", KeyType::Str, Some("1"), "Set the slide interval"),
+    KeySpec::new(
+        "interval",
+        KeyType::Str,
+        Some("1"),
+        "Set the slide interval",
+    ),
 ];
 
 /// The `throttle` filter plugin.

@@ -37,8 +37,7 @@ use kb_core::record::{write_str, Record};
 use kb_core::registry::{FilterPlugin, ServiceContext};
 
 use crate::util::{
-    component, error_at, head, in_span, words, write_bool, write_f64, write_int, write_uint,
-    KeyRef,
+    component, error_at, head, in_span, words, write_bool, write_f64, write_int, write_uint, KeyRef,
 };
 
 const KEYS: &[KeySpec] = &[
@@ -245,7 +244,8 @@ fn strtou(s: &[u8], base: u32) -> Option<(bool, u64, bool)> {
         && i + 1 < s.len()
         && s[i] == b'0'
         && (s[i + 1] == b'x' || s[i + 1] == b'X')
-        && s.get(i + 2).is_some_and(|c| (*c as char).is_ascii_hexdigit())
+        && s.get(i + 2)
+            .is_some_and(|c| (*c as char).is_ascii_hexdigit())
     {
         i += 2;
     }
@@ -253,7 +253,10 @@ fn strtou(s: &[u8], base: u32) -> Option<(bool, u64, bool)> {
     let mut overflow = false;
     let start = i;
     while let Some(d) = s.get(i).and_then(|c| (*c as char).to_digit(base)) {
-        match v.checked_mul(base as u64).and_then(|x| x.checked_add(d as u64)) {
+        match v
+            .checked_mul(base as u64)
+            .and_then(|x| x.checked_add(d as u64))
+        {
             Some(x) => v = x,
             None => overflow = true,
         }
@@ -347,7 +350,11 @@ fn atof(s: &[u8]) -> f64 {
 /// `%.1f` for integral values within i64, else `%.16g` (with C's `inf`/`nan`).
 fn write_float_text(v: f64, out: &mut Vec<u8>) {
     if v.is_nan() {
-        out.extend_from_slice(if v.is_sign_negative() { b"-nan" } else { b"nan" });
+        out.extend_from_slice(if v.is_sign_negative() {
+            b"-nan"
+        } else {
+            b"nan"
+        });
     } else if v.is_infinite() {
         out.extend_from_slice(if v < 0.0 { b"-inf" } else { b"inf" });
     } else {

@@ -114,7 +114,10 @@ fn every_rule() {
     );
     // A value with spaces.
     assert_eq!(
-        matched(&[("key_val_eq", "msg hello  world")], &[r#"{"msg":"hello  world"}"#]),
+        matched(
+            &[("key_val_eq", "msg hello  world")],
+            &[r#"{"msg":"hello  world"}"#]
+        ),
         [true]
     );
 }
@@ -147,7 +150,10 @@ fn configuration_errors_name_the_key_and_line() {
         ["/etc/kb/filter.conf:3: [filter expect.0] key_val_eq 'lonely' needs a key and a value"]
     );
     let e = build_errors(&PLUGIN, &[("action", "panic")]);
-    assert!(e[0].contains("expected one of: warn, exit, result_key"), "{e:?}");
+    assert!(
+        e[0].contains("expected one of: warn, exit, result_key"),
+        "{e:?}"
+    );
     let e = build_errors(&PLUGIN, &[("key_exists", "$a['b'")]);
     assert!(e[0].contains("error processing accessor key"), "{e:?}");
     let e = build_errors(&PLUGIN, &[("key_exist", "a")]);

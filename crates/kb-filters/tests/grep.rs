@@ -42,7 +42,10 @@ fn doc_nested_fields() {
     let out = filter(
         &PLUGIN,
         &[("Exclude", "$kubernetes['labels']['app'] myapp")],
-        &[K8S, r#"{"log":"x","kubernetes":{"labels":{"app":"other"}}}"#],
+        &[
+            K8S,
+            r#"{"log":"x","kubernetes":{"labels":{"app":"other"}}}"#,
+        ],
     );
     assert_eq!(
         out,
@@ -134,7 +137,11 @@ fn and_mode() {
     assert_eq!(out, [r#"{"a":"x1","b":"n"}"#, r#"{"a":"n","b":"n"}"#]);
     let out = filter(
         &PLUGIN,
-        &[("Logical_Op", "or"), ("Exclude", "a ^x"), ("Exclude", "b ^y")],
+        &[
+            ("Logical_Op", "or"),
+            ("Exclude", "a ^x"),
+            ("Exclude", "b ^y"),
+        ],
         &recs,
     );
     assert_eq!(out, [r#"{"a":"n","b":"n"}"#]);
@@ -205,7 +212,9 @@ fn configuration_errors_name_the_key_and_line() {
     );
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].starts_with("/etc/kb/filter.conf:4: [filter grep.0] Both 'regex' and 'exclude' are set"),
+        e[0].starts_with(
+            "/etc/kb/filter.conf:4: [filter grep.0] Both 'regex' and 'exclude' are set"
+        ),
         "{e:?}"
     );
     let e = build_errors(&PLUGIN, &[("Regex", "log (unclosed")]);

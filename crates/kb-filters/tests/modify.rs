@@ -104,11 +104,7 @@ fn doc_example_3_emoji() {
 
 #[test]
 fn set_add_remove_act_on_every_duplicate() {
-    let ev = Map::new()
-        .s("a", b"1")
-        .s("b", b"x")
-        .s("a", b"2")
-        .event();
+    let ev = Map::new().s("a", b"1").s("b", b"x").s("a", b"2").event();
     let f = build(&PLUGIN, &[("Set", "a new")]).unwrap();
     assert_eq!(run_events(vec![f], &ev, 1), [r#"{"b":"x","a":"new"}"#]);
     let f = build(&PLUGIN, &[("Remove", "a")]).unwrap();
@@ -151,10 +147,7 @@ fn copy_and_hard_copy() {
         one(&[("Hard_copy", "a b")], r),
         r#"{"a":{"n":[1]},"b":{"n":[1]},"c":3}"#
     );
-    assert_eq!(
-        one(&[("Hard_copy", "c a")], r),
-        r#"{"b":2,"c":3,"a":3}"#
-    );
+    assert_eq!(one(&[("Hard_copy", "c a")], r), r#"{"b":2,"c":3,"a":3}"#);
     assert_eq!(one(&[("Hard_copy", "a a")], r), compact(r));
     // More than one source: not copied.
     let ev = Map::new().s("a", b"1").s("a", b"2").event();
@@ -190,7 +183,10 @@ fn wildcards_regexes_and_moves() {
 #[test]
 fn quoted_parameters_hold_spaces() {
     assert_eq!(
-        one(&[("Set", r#"msg "hello world""#), ("Add", "'a b' 'it\\'s'")], "{}"),
+        one(
+            &[("Set", r#"msg "hello world""#), ("Add", "'a b' 'it\\'s'")],
+            "{}"
+        ),
         r#"{"msg":"hello world","a b":"it's"}"#
     );
 }
@@ -259,7 +255,14 @@ fn non_string_keys_bin_keys_and_invalid_utf8() {
         run_events(vec![f], &ev, 1),
         [r#"{"5":"n","c":1,"s":"fixed"}"#]
     );
-    let f = build(&PLUGIN, &[("Condition", "Key_value_matches s ^\u{fffd}$"), ("Add", "m y")]).unwrap();
+    let f = build(
+        &PLUGIN,
+        &[
+            ("Condition", "Key_value_matches s ^\u{fffd}$"),
+            ("Add", "m y"),
+        ],
+    )
+    .unwrap();
     assert_eq!(
         run_events(vec![f], &ev, 1),
         [r#"{"5":"n","b":1,"s":"\ufffd","m":"y"}"#]
@@ -295,9 +298,14 @@ fn configuration_errors_name_the_key_and_line() {
     assert!(e[0].contains("takes 2 parameters"), "{e:?}");
     let e = build_errors(&PLUGIN, &[("Condition", "Key_exists")]);
     assert!(e[0].contains("takes 1 parameter"), "{e:?}");
-    let e = build_errors(&PLUGIN, &[("Add", "a b"), ("Condition", "A_key_matches (x")]);
+    let e = build_errors(
+        &PLUGIN,
+        &[("Add", "a b"), ("Condition", "A_key_matches (x")],
+    );
     assert!(
-        e[0].starts_with("/etc/kb/filter.conf:3: [filter modify.0] Unable to create regex from '(x'"),
+        e[0].starts_with(
+            "/etc/kb/filter.conf:3: [filter modify.0] Unable to create regex from '(x'"
+        ),
         "{e:?}"
     );
     let e = build_errors(&PLUGIN, &[("Remove_regex", "[a")]);
@@ -309,7 +317,11 @@ fn configuration_errors_name_the_key_and_line() {
     // Keys that would not compile as regexes are fine outside Remove_regex.
     assert!(build(&PLUGIN, &[("Set", "level [INFO")]).is_ok());
     // One parameter too many on a condition is only a warning.
-    let p = props(&PLUGIN, &[("Condition", "Key_exists a extra"), ("Add", "x y")]).unwrap();
+    let p = props(
+        &PLUGIN,
+        &[("Condition", "Key_exists a extra"), ("Add", "x y")],
+    )
+    .unwrap();
     let cx = kb_core::registry::ServiceContext::default();
     assert!((PLUGIN.build)(&p, &cx).is_ok());
     let w = cx.take_warnings();

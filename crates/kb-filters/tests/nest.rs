@@ -47,11 +47,15 @@ fn doc_example_1_nest() {
             ("Nest_under", "Memstats"),
             ("Remove_prefix", "Mem."),
         ],
-        &[r#"{"Mem.total":4050908,"Mem.used":714984,"Mem.free":3335924,"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524}"#],
+        &[
+            r#"{"Mem.total":4050908,"Mem.used":714984,"Mem.free":3335924,"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524}"#,
+        ],
     );
     assert_eq!(
         out,
-        [r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"Memstats":{"total":4050908,"used":714984,"free":3335924}}"#]
+        [
+            r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"Memstats":{"total":4050908,"used":714984,"free":3335924}}"#
+        ]
     );
 }
 
@@ -68,7 +72,9 @@ fn doc_example_2_nest_and_lift_undo() {
     let out = run(vec![nest], &[rec]);
     assert_eq!(
         out,
-        [r#"{"Stats":{"NESTEDMem.total":8053656,"NESTEDMem.used":6940380,"NESTEDMem.free":1113276,"NESTEDSwap.total":16532988,"NESTEDSwap.used":1286772,"NESTEDSwap.free":15246216}}"#]
+        [
+            r#"{"Stats":{"NESTEDMem.total":8053656,"NESTEDMem.used":6940380,"NESTEDMem.free":1113276,"NESTEDSwap.total":16532988,"NESTEDSwap.used":1286772,"NESTEDSwap.free":15246216}}"#
+        ]
     );
     let nest = f(&[
         ("Operation", "nest"),
@@ -111,7 +117,9 @@ const MEM: &str = r#"{"Mem.total":4050908,"Mem.used":1112036,"Mem.free":2938872,
 fn doc_example_3_nest_three_levels_deep() {
     assert_eq!(
         run(three_levels(), &[MEM]),
-        [r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"LAYER3":{"LAYER2":{"LAYER1":{"Mem.total":4050908,"Mem.used":1112036,"Mem.free":2938872}}}}"#]
+        [
+            r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"LAYER3":{"LAYER2":{"LAYER1":{"Mem.total":4050908,"Mem.used":1112036,"Mem.free":2938872}}}}"#
+        ]
     );
 }
 
@@ -135,7 +143,9 @@ fn doc_example_4_multiple_nest_and_lift_with_prefix() {
     ]));
     assert_eq!(
         run(filters, &[MEM]),
-        [r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"Lifted3_Lifted2_Lifted1_Mem.total":4050908,"Lifted3_Lifted2_Lifted1_Mem.used":1112036,"Lifted3_Lifted2_Lifted1_Mem.free":2938872}"#]
+        [
+            r#"{"Swap.total":1046524,"Swap.used":0,"Swap.free":1046524,"Lifted3_Lifted2_Lifted1_Mem.total":4050908,"Lifted3_Lifted2_Lifted1_Mem.used":1112036,"Lifted3_Lifted2_Lifted1_Mem.free":2938872}"#
+        ]
     );
 }
 
@@ -145,7 +155,11 @@ fn exact_wildcards_existing_keys_and_no_match() {
     let r = r#"{"a":1,"ab":2,"n":"old"}"#;
     assert_eq!(
         n(
-            &[("Operation", "nest"), ("Wildcard", "a"), ("Nest_under", "n")],
+            &[
+                ("Operation", "nest"),
+                ("Wildcard", "a"),
+                ("Nest_under", "n")
+            ],
             r
         ),
         r#"{"ab":2,"n":"old","n":{"a":1}}"#.replace(r#""n":"old","#, ""),
@@ -153,7 +167,11 @@ fn exact_wildcards_existing_keys_and_no_match() {
     );
     assert_eq!(
         n(
-            &[("Operation", "nest"), ("Wildcard", "zz*"), ("Nest_under", "x")],
+            &[
+                ("Operation", "nest"),
+                ("Wildcard", "zz*"),
+                ("Nest_under", "x")
+            ],
             r
         ),
         compact(r)

@@ -21,7 +21,9 @@ fn doc_append_fields() {
     );
     assert_eq!(
         out,
-        [r#"{"Mem.total":1016024,"Mem.used":716672,"Mem.free":299352,"Swap.total":2064380,"Swap.used":32656,"Swap.free":2031724,"hostname":"localhost.localdomain","product":"Awesome_Tool"}"#]
+        [
+            r#"{"Mem.total":1016024,"Mem.used":716672,"Mem.free":299352,"Swap.total":2064380,"Swap.used":32656,"Swap.free":2031724,"hostname":"localhost.localdomain","product":"Awesome_Tool"}"#
+        ]
     );
 }
 
@@ -193,6 +195,9 @@ fn configuration_errors_name_the_key_and_line() {
         "/etc/kb/filter.conf:2: [filter record_modifier.0] remove_keys and allowlist_keys are exclusive with each other."
     );
     let e = build_errors(&PLUGIN, &[("Recrod", "a b")]);
-    assert!(e[0].contains("unknown configuration property 'Recrod'"), "{e:?}");
+    assert!(
+        e[0].contains("unknown configuration property 'Recrod'"),
+        "{e:?}"
+    );
     assert!(e[0].contains("did you mean 'record'"), "{e:?}");
 }

@@ -112,5 +112,8 @@ fn configuration_errors_name_the_key_and_line() {
     let e = build_errors(&PLUGIN, &[("Window", "-3")]);
     assert!(e[0].contains("expected an integer"), "{e:?}");
     let e = build_errors(&PLUGIN, &[("Retain", "on")]);
-    assert!(e[0].contains("unknown configuration property 'Retain'"), "{e:?}");
+    assert!(
+        e[0].contains("unknown configuration property 'Retain'"),
+        "{e:?}"
+    );
 }

@@ -14,11 +14,15 @@ fn doc_convert_uint_to_string() {
             ("uint_key", "Mem.used  Mem.used_str  string"),
             ("uint_key", "Mem.free  Mem.free_str  string"),
         ],
-        &[r#"{"Mem.total":8146052,"Mem.used":4513564,"Mem.free":3632488,"Swap.total":1918356,"Swap.used":0,"Swap.free":1918356}"#],
+        &[
+            r#"{"Mem.total":8146052,"Mem.used":4513564,"Mem.free":3632488,"Swap.total":1918356,"Swap.used":0,"Swap.free":1918356}"#,
+        ],
     );
     assert_eq!(
         out,
-        [r#"{"Mem.total":8146052,"Mem.used":4513564,"Mem.free":3632488,"Swap.total":1918356,"Swap.used":0,"Swap.free":1918356,"Mem.total_str":"8146052","Mem.used_str":"4513564","Mem.free_str":"3632488"}"#]
+        [
+            r#"{"Mem.total":8146052,"Mem.used":4513564,"Mem.free":3632488,"Swap.total":1918356,"Swap.used":0,"Swap.free":1918356,"Mem.total_str":"8146052","Mem.used_str":"4513564","Mem.free_str":"3632488"}"#
+        ]
     );
 }
 
@@ -38,7 +42,9 @@ fn string_conversions() {
     );
     assert_eq!(
         out,
-        [r#"{"i":" -42xyz","u":"-1","h":"0x1f","f":"3.25e2","b":"TRUE!","z":"0","i_out":-42,"u_out":18446744073709551615,"h_out":31,"f_out":325.0,"b_out":true,"z_out":0}"#]
+        [
+            r#"{"i":" -42xyz","u":"-1","h":"0x1f","f":"3.25e2","b":"TRUE!","z":"0","i_out":-42,"u_out":18446744073709551615,"h_out":31,"f_out":325.0,"b_out":true,"z_out":0}"#
+        ]
     );
 }
 
@@ -62,7 +68,9 @@ fn number_conversions() {
     );
     assert_eq!(
         out,
-        [r#"{"n":42,"neg":-1,"f":3.0,"g":0.1,"nf":-2.5,"n_str":"42","n_float":42.0,"neg_uint":18446744073709551615,"neg_ustr":"18446744073709551615","n_int":42,"f_str":"3.0","g_str":"0.1","f_int":3,"f_uint":3,"nf_uint":0}"#]
+        [
+            r#"{"n":42,"neg":-1,"f":3.0,"g":0.1,"nf":-2.5,"n_str":"42","n_float":42.0,"neg_uint":18446744073709551615,"neg_ustr":"18446744073709551615","n_int":42,"f_str":"3.0","g_str":"0.1","f_int":3,"f_uint":3,"nf_uint":0}"#
+        ]
     );
 }
 
@@ -116,7 +124,10 @@ fn bin_values_and_duplicates() {
 #[test]
 fn configuration_errors_name_the_key_and_line() {
     let e = build_errors(&PLUGIN, &[]);
-    assert_eq!(e, ["/etc/kb/filter.conf:1: [filter type_converter.0] no rules"]);
+    assert_eq!(
+        e,
+        ["/etc/kb/filter.conf:1: [filter type_converter.0] no rules"]
+    );
     let e = build_errors(&PLUGIN, &[("int_key", "a b")]);
     assert_eq!(
         e,
@@ -127,9 +138,15 @@ fn configuration_errors_name_the_key_and_line() {
     assert!(e[0].starts_with("/etc/kb/filter.conf:2:") && e[0].contains("unknown type 'c'"));
     assert!(e[1].starts_with("/etc/kb/filter.conf:3:") && e[1].contains("unknown type 'nope'"));
     let e = build_errors(&PLUGIN, &[("int_key", "a b int")]);
-    assert!(e[0].contains("int_key cannot convert a int value to int"), "{e:?}");
+    assert!(
+        e[0].contains("int_key cannot convert a int value to int"),
+        "{e:?}"
+    );
     let e = build_errors(&PLUGIN, &[("str_key", "a b string")]);
-    assert!(e[0].contains("cannot convert a string value to string"), "{e:?}");
+    assert!(
+        e[0].contains("cannot convert a string value to string"),
+        "{e:?}"
+    );
     let e = build_errors(&PLUGIN, &[("str_key", "$a[ b int")]);
     assert!(e[0].contains("invalid record accessor"), "{e:?}");
 }

@@ -90,10 +90,22 @@ fn record_modifier_on_the_command_line_and_its_help() {
         stdout(&out),
         "{\"Mem.total\":1016024,\"Mem.used\":716672,\"Mem.free\":299352}\n"
     );
-    let help = agent().args(["-F", "record_modifier", "-h"]).output().unwrap();
+    let help = agent()
+        .args(["-F", "record_modifier", "-h"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
-    for key in ["record", "remove_key", "allowlist_key", "whitelist_key", "uuid_key"] {
-        assert!(text.to_lowercase().contains(key), "{key} missing in:\n{text}");
+    for key in [
+        "record",
+        "remove_key",
+        "allowlist_key",
+        "whitelist_key",
+        "uuid_key",
+    ] {
+        assert!(
+            text.to_lowercase().contains(key),
+            "{key} missing in:\n{text}"
+        );
     }
 }
 
