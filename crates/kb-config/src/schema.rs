@@ -258,6 +258,14 @@ impl Props {
             .filter(move |p| p.key.eq_ignore_ascii_case(key))
     }
 
+    /// Every property set in the section, in configuration order (defaults left out): for
+    /// plugins whose keys are an ordered program, such as `modify`'s rules.
+    pub fn iter(&self) -> impl Iterator<Item = &Property> + '_ {
+        self.props
+            .iter()
+            .filter(|p| p.location != Location::Default)
+    }
+
     /// The raw string value of `key`.
     pub fn str(&self, key: &str) -> Option<&str> {
         self.get(key).map(|p| p.value.as_str())

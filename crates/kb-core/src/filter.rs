@@ -15,7 +15,7 @@
 //! rule forever.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -107,6 +107,17 @@ pub struct EmitterSpec {
     pub emitter: Emitter,
 }
 
+/// The exit status a filter asked for with [`Emitter::request_exit`] (0: none).
+static EXIT_STATUS: AtomicU8 = AtomicU8::new(0);
+
+/// The exit status a filter asked the process to end with, if any.
+pub fn requested_exit_status() -> Option<u8> {
+    match EXIT_STATUS.load(Ordering::Acquire) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
 /// What an emitter runs when inputs stop.
 type StopHook = Box<dyn FnOnce() + Send>;
 
@@ -135,6 +146,20 @@ impl Emitter {
                     crate::input::link_to_appending(ctx.account());
                 }
                 ctx.append_tagged(tag, events, records);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ask the engine to deliver what it holds and stop, the process then exiting with
+    /// `status` (Fluent Bit's `flb_engine_exit_status`, used by `expect`'s `action exit`);
+    /// `false` when the engine does not run (yet).
+    pub fn request_exit(&self, status: u8) -> bool {
+        match self.ctx.get() {
+            Some(ctx) => {
+                EXIT_STATUS.store(status, Ordering::Release);
+                ctx.request_exit();
                 true
             }
             None => false,

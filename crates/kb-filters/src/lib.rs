@@ -4,9 +4,26 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod expect;
+pub mod grep;
+pub mod modify;
+pub mod nest;
+pub mod record_modifier;
 pub mod rewrite_tag;
+pub mod throttle;
+pub mod type_converter;
+mod util;
 
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
-    vec![rewrite_tag::PLUGIN]
+    vec![
+        expect::PLUGIN,
+        grep::PLUGIN,
+        modify::PLUGIN,
+        nest::PLUGIN,
+        record_modifier::PLUGIN,
+        rewrite_tag::PLUGIN,
+        throttle::PLUGIN,
+        type_converter::PLUGIN,
+    ]
 }

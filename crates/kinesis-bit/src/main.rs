@@ -241,7 +241,8 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         runtime.block_on(server.shutdown());
     }
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        // A filter may end the agent with a status of its own (`expect`'s `action exit`).
+        Ok(_) => kb_core::filter::requested_exit_status().map_or(ExitCode::SUCCESS, ExitCode::from),
         Err(e) => {
             tracing::error!(target: "engine", "{e}");
             eprintln!("Initialization failed");
