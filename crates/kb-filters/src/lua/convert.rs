@@ -32,9 +32,7 @@
 //! [`MAX_DEPTH`] (or a table that contains itself) is an error instead of a crash; arrays and maps
 //! share one metatable per kind instead of one per table.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use kb_core::msgpack::{Cursor, Head, MsgpackError};
 use kb_core::record::{write_array_len, write_map_len, write_str, Record};
@@ -93,17 +91,8 @@ pub(crate) struct Rule {
     pub kind: RuleKind,
 }
 
-/// Where the keys of a map table came from, for their original order.
-#[derive(Debug, Clone, Copy)]
-enum Origin {
-    /// The record's own top-level entries.
-    Record,
-    /// A msgpack map at this address and length (inside the record being filtered).
-    Map { addr: usize, len: usize },
-}
-
 /// The identity of a table key (strings are interned, so their data pointer names them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum KeyId {
     Str(usize),
     Num(u64),
@@ -118,46 +107,56 @@ enum NewKey {
     Bool(bool),
 }
 
-/// A multiplicative hasher for pointer-like keys (no DoS exposure: keys are addresses).
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// Where an entry goes in its map.
+#[derive(Debug, Clone, Copy)]
+enum Rank {
+    /// A key the map came with, at this position.
+    Original(u32),
+    /// A key the script added, in sorted order.
+    Added(NewKey),
+    /// A key of another type (a table), in `lua_next` order.
+    Exotic(u32),
 }
 
-type IdBuild = BuildHasherDefault<IdHasher>;
+/// One map being written: its entries packed one after the other, with their ranks.
+#[derive(Default)]
+struct Level {
+    bytes: Vec<u8>,
+    entries: Vec<(Rank, u32, u32)>,
+}
 
 /// Buffers reused from record to record.
 #[derive(Default)]
 pub(crate) struct ConvBufs {
-    origins: HashMap<usize, Origin, IdBuild>,
-    /// Keys already written, one set per nesting depth.
-    seen: Vec<std::collections::HashSet<KeyId, IdBuild>>,
-    /// Keys added by the script, one list per nesting depth.
-    added: Vec<Vec<NewKey>>,
+    /// (table, key, position in the msgpack map the table was made from), in push order;
+    /// sorted (stably, so the first of repeated keys comes first) when a map is first packed:
+    /// a record the script keeps or drops never pays for the sort.
+    positions: Vec<(usize, KeyId, u32)>,
+    sorted: bool,
+    /// The maps being written, one per nesting depth.
+    levels: Vec<Level>,
 }
 
 impl ConvBufs {
     /// Forget the tables of the last call.
     pub(crate) fn clear(&mut self) {
-        self.origins.clear();
+        self.positions.clear();
+        self.sorted = false;
+    }
+
+    /// The position of `key` in the map `table` was made from.
+    fn position(&mut self, table: usize, key: KeyId) -> Option<u32> {
+        if !self.sorted {
+            self.positions.sort_by_key(|&(t, k, _)| (t, k));
+            self.sorted = true;
+        }
+        let i = self
+            .positions
+            .partition_point(|&(t, k, _)| (t, k) < (table, key));
+        match self.positions.get(i) {
+            Some(&(t, k, pos)) if t == table && k == key => Some(pos),
+            _ => None,
+        }
     }
 }
 
@@ -170,8 +169,8 @@ pub(crate) struct Slots {
     pub array_mt: c_int,
     /// The value pushed for msgpack nil (global `flb_null`, read once per call).
     pub null: c_int,
-    /// A table keeping every nested map alive during the call (nil until the first one), so
-    /// no table address is reused while it names an origin.
+    /// A table keeping every map made from msgpack alive during the call (nil until the first
+    /// one), so no table address is reused while it names key positions.
     pub keep: c_int,
 }
 
@@ -291,8 +290,8 @@ impl<'a, 'r> Conv<'a, 'r> {
         ffi::lua_setmetatable(self.l, -2);
     }
 
-    /// Keep the table on top alive for the call and remember where its keys came from.
-    unsafe fn register_map(&mut self, origin: Origin) {
+    /// Keep the (new, empty) map table on top alive for the call; returns its address.
+    unsafe fn register_map(&mut self) -> usize {
         let l = self.l;
         if ffi::lua_type(l, self.slots.keep) != ffi::LUA_TTABLE {
             ffi::lua_createtable(l, 8, 0);
@@ -301,8 +300,14 @@ impl<'a, 'r> Conv<'a, 'r> {
         self.kept += 1;
         ffi::lua_pushvalue(l, -1);
         ffi::lua_rawseti_(l, self.slots.keep, self.kept as c_int);
-        let ptr = ffi::lua_topointer(l, -1) as usize;
-        self.bufs.origins.insert(ptr, origin);
+        ffi::lua_topointer(l, -1) as usize
+    }
+
+    /// Remember the position of the key on top in the map `table` (below it).
+    unsafe fn note_key(&mut self, table: usize, pos: usize) {
+        if let Some(id) = self.key_id(-1) {
+            self.bufs.positions.push((table, id, pos as u32));
+        }
     }
 
     /// Push the record's top-level map as a table.
@@ -315,15 +320,16 @@ impl<'a, 'r> Conv<'a, 'r> {
         let n = record.len().min(i32::MAX as usize) as c_int;
         ffi::lua_createtable(l, 0, n);
         self.set_metatable(self.slots.map_mt);
+        let table = self.register_map();
         for i in 0..record.len() {
             let (k, v) = record.entry(i);
             let kb = record.bytes(k);
             let vb = record.bytes(v);
-            self.push_value(kb, &mut Cursor::new(kb), 1)?;
-            self.push_value(vb, &mut Cursor::new(vb), 1)?;
+            self.push_value(&mut Cursor::new(kb), 1)?;
+            self.note_key(table, i);
+            self.push_value(&mut Cursor::new(vb), 1)?;
             self.set_entry();
         }
-        self.register_map(Origin::Record);
         Ok(())
     }
 
@@ -343,15 +349,13 @@ impl<'a, 'r> Conv<'a, 'r> {
         }
     }
 
-    /// Push the msgpack value at the cursor (`data` is the slice the cursor reads).
+    /// Push the msgpack value at the cursor.
     pub(crate) unsafe fn push_value(
         &mut self,
-        data: &[u8],
         c: &mut Cursor<'_>,
         depth: usize,
     ) -> Result<(), ConvError> {
         let l = self.l;
-        let start = c.position();
         match c.head()? {
             Head::Nil => ffi::lua_pushvalue(l, self.slots.null),
             Head::Bool(b) => ffi::lua_pushboolean(l, c_int::from(b)),
@@ -367,7 +371,7 @@ impl<'a, 'r> Conv<'a, 'r> {
                 ffi::lua_createtable(l, n.min(i32::MAX as usize) as c_int, 0);
                 self.set_metatable(self.slots.array_mt);
                 for i in 0..n {
-                    self.push_value(data, c, depth + 1)?;
+                    self.push_value(c, depth + 1)?;
                     ffi::lua_rawseti_(l, -2, (i + 1) as c_int);
                 }
             }
@@ -378,16 +382,13 @@ impl<'a, 'r> Conv<'a, 'r> {
                 c.check_count(n.saturating_mul(2))?;
                 ffi::lua_createtable(l, 0, n.min(i32::MAX as usize) as c_int);
                 self.set_metatable(self.slots.map_mt);
-                for _ in 0..n {
-                    self.push_value(data, c, depth + 1)?;
-                    self.push_value(data, c, depth + 1)?;
+                let table = self.register_map();
+                for i in 0..n {
+                    self.push_value(c, depth + 1)?;
+                    self.note_key(table, i);
+                    self.push_value(c, depth + 1)?;
                     self.set_entry();
                 }
-                let bytes = &data[start..c.position()];
-                self.register_map(Origin::Map {
-                    addr: bytes.as_ptr() as usize,
-                    len: bytes.len(),
-                });
             }
         }
         Ok(())
@@ -526,29 +527,6 @@ impl<'a, 'r> Conv<'a, 'r> {
         Ok(())
     }
 
-    /// Push the msgpack key `kb` as a Lua key, if it is a scalar a table can hold.
-    unsafe fn push_plain_key(&self, kb: &[u8]) -> Option<KeyId> {
-        let l = self.l;
-        let n = match Cursor::new(kb).head().ok()? {
-            Head::Str(s) | Head::Bin(s) | Head::Ext(_, s) => {
-                push_bytes(l, s);
-                return Some(KeyId::Str(
-                    ffi::lua_tolstring(l, -1, std::ptr::null_mut()) as usize
-                ));
-            }
-            Head::Bool(b) => {
-                ffi::lua_pushboolean(l, c_int::from(b));
-                return Some(KeyId::Bool(b));
-            }
-            Head::Uint(u) => u as f64,
-            Head::Int(i) => i as f64,
-            Head::Float(f) if !f.is_nan() => f,
-            _ => return None,
-        };
-        ffi::lua_pushnumber(l, n);
-        Some(num_id(n))
-    }
-
     /// The identity of the key at `idx`, when it is a string, number or boolean.
     unsafe fn key_id(&self, idx: c_int) -> Option<KeyId> {
         let l = self.l;
@@ -562,153 +540,75 @@ impl<'a, 'r> Conv<'a, 'r> {
         }
     }
 
-    /// A map: original keys in their order, then added keys sorted, then exotic keys.
+    /// A map: original keys in their order, then added keys sorted, then exotic keys. One
+    /// `lua_next` pass packs every entry into this depth's buffer; the entries are then
+    /// copied out in rank order.
     unsafe fn pack_map(
         &mut self,
         idx: c_int,
         out: &mut Vec<u8>,
         depth: usize,
     ) -> Result<(), ConvError> {
-        let l = self.l;
-        let mut count = 0usize;
-        ffi::lua_pushnil(l);
-        while ffi::lua_next(l, idx) != 0 {
-            ffi::lua_pop(l, 1);
-            count += 1;
+        if self.bufs.levels.len() <= depth {
+            self.bufs.levels.resize_with(depth + 1, Default::default);
         }
-        write_map_len(out, count);
-        if count == 0 {
-            return Ok(());
+        let mut level = std::mem::take(&mut self.bufs.levels[depth]);
+        level.bytes.clear();
+        level.entries.clear();
+        let r = self.pack_map_entries(idx, &mut level, depth);
+        if r.is_ok() {
+            write_map_len(out, level.entries.len());
+            let ordered = level
+                .entries
+                .windows(2)
+                .all(|w| cmp_ranks(&w[0].0, &w[1].0).is_le());
+            if ordered {
+                out.extend_from_slice(&level.bytes);
+            } else {
+                level.entries.sort_by(|a, b| cmp_ranks(&a.0, &b.0));
+                for &(_, s, e) in &level.entries {
+                    out.extend_from_slice(&level.bytes[s as usize..e as usize]);
+                }
+            }
         }
-        if self.bufs.seen.len() <= depth {
-            self.bufs.seen.resize_with(depth + 1, Default::default);
-            self.bufs.added.resize_with(depth + 1, Default::default);
-        }
-        let mut seen = std::mem::take(&mut self.bufs.seen[depth]);
-        let mut added = std::mem::take(&mut self.bufs.added[depth]);
-        seen.clear();
-        added.clear();
-        let r = self.pack_map_entries(idx, out, depth, count, &mut seen, &mut added);
-        self.bufs.seen[depth] = seen;
-        self.bufs.added[depth] = added;
+        self.bufs.levels[depth] = level;
         r
     }
 
     unsafe fn pack_map_entries(
         &mut self,
         idx: c_int,
-        out: &mut Vec<u8>,
+        level: &mut Level,
         depth: usize,
-        count: usize,
-        seen: &mut std::collections::HashSet<KeyId, IdBuild>,
-        added: &mut Vec<NewKey>,
     ) -> Result<(), ConvError> {
         let l = self.l;
-        let mut written = 0usize;
-
-        // 1. The keys the map came with, in their order.
-        let origin = self
-            .bufs
-            .origins
-            .get(&(ffi::lua_topointer(l, idx) as usize))
-            .copied();
-        if let Some(origin) = origin {
-            let mut each_key = |this: &mut Self, kb: &[u8]| -> Result<(), ConvError> {
-                let Some(id) = this.push_plain_key(kb) else {
-                    return Ok(());
-                };
-                if !seen.insert(id) {
-                    ffi::lua_pop(l, 1);
-                    return Ok(());
-                }
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_rawget_(l, idx);
-                if ffi::lua_type(l, -1) == ffi::LUA_TNIL {
-                    ffi::lua_pop(l, 2);
-                    return Ok(());
-                }
-                let top = ffi::lua_gettop(l);
-                let r = this.pack_entry(top - 1, top, out, depth);
-                ffi::lua_pop(l, 2);
-                written += 1;
-                r
-            };
-            match origin {
-                Origin::Record => {
-                    let record = self.record;
-                    for i in 0..record.len() {
-                        each_key(self, record.bytes(record.entry(i).0))?;
-                    }
-                }
-                Origin::Map { addr, len } => {
-                    // SAFETY: the address names msgpack bytes of the record being filtered,
-                    // borrowed for the whole call.
-                    let data = std::slice::from_raw_parts(addr as *const u8, len);
-                    let mut c = Cursor::new(data);
-                    let n = match c.head()? {
-                        Head::Map(n) => n,
-                        _ => 0,
-                    };
-                    for _ in 0..n {
-                        let ks = c.position();
-                        c.skip_value()?;
-                        let ke = c.position();
-                        c.skip_value()?;
-                        each_key(self, &data[ks..ke])?;
-                    }
-                }
-            }
-        }
-        if written == count {
-            return Ok(());
-        }
-
-        // 2. Keys the script added, sorted.
-        let mut exotic = 0usize;
+        let table = ffi::lua_topointer(l, idx) as usize;
+        let mut exotic = 0u32;
         ffi::lua_pushnil(l);
         while ffi::lua_next(l, idx) != 0 {
-            ffi::lua_pop(l, 1);
-            match self.key_id(-1) {
-                Some(id) if seen.contains(&id) => {}
-                Some(KeyId::Str(_)) => {
-                    let s = str_at(l, -1);
-                    added.push(NewKey::Str(s.as_ptr() as usize, s.len()));
-                }
-                Some(KeyId::Num(_)) => added.push(NewKey::Num(ffi::lua_tonumber(l, -1))),
-                Some(KeyId::Bool(b)) => added.push(NewKey::Bool(b)),
-                None => exotic += 1,
-            }
-        }
-        added.sort_unstable_by(|a, b| cmp_new_keys(*a, *b));
-        for k in added.iter() {
-            match *k {
-                NewKey::Num(n) => ffi::lua_pushnumber(l, n),
-                NewKey::Str(p, n) => {
-                    ffi::lua_pushlstring(l, p as *const c_char, n);
-                }
-                NewKey::Bool(b) => ffi::lua_pushboolean(l, c_int::from(b)),
-            }
-            ffi::lua_pushvalue(l, -1);
-            ffi::lua_rawget_(l, idx);
             let top = ffi::lua_gettop(l);
-            let r = self.pack_entry(top - 1, top, out, depth);
-            ffi::lua_pop(l, 2);
-            r?;
-        }
-
-        // 3. Keys of other types (tables as keys), in lua_next order.
-        if exotic > 0 {
-            ffi::lua_pushnil(l);
-            while ffi::lua_next(l, idx) != 0 {
-                let top = ffi::lua_gettop(l);
-                if self.key_id(top - 1).is_none() {
-                    if let Err(e) = self.pack_entry(top - 1, top, out, depth) {
-                        ffi::lua_pop(l, 2);
-                        return Err(e);
-                    }
+            let rank = match self.key_id(top - 1) {
+                Some(id) => match self.bufs.position(table, id) {
+                    Some(pos) => Rank::Original(pos),
+                    None => Rank::Added(match id {
+                        KeyId::Str(_) => {
+                            let s = str_at(l, top - 1);
+                            NewKey::Str(s.as_ptr() as usize, s.len())
+                        }
+                        KeyId::Num(_) => NewKey::Num(ffi::lua_tonumber(l, top - 1)),
+                        KeyId::Bool(b) => NewKey::Bool(b),
+                    }),
+                },
+                None => {
+                    exotic += 1;
+                    Rank::Exotic(exotic)
                 }
-                ffi::lua_pop(l, 1);
-            }
+            };
+            let start = level.bytes.len() as u32;
+            // On an error the caller's protected call restores the stack.
+            self.pack_entry(top - 1, top, &mut level.bytes, depth)?;
+            level.entries.push((rank, start, level.bytes.len() as u32));
+            ffi::lua_pop(l, 1);
         }
         Ok(())
     }
@@ -776,6 +676,19 @@ fn cmp_new_keys(a: NewKey, b: NewKey) -> std::cmp::Ordering {
         }
         (NewKey::Bool(x), NewKey::Bool(y)) => x.cmp(&y),
         _ => rank(&a).cmp(&rank(&b)).then(Ordering::Equal),
+    }
+}
+
+fn cmp_ranks(a: &Rank, b: &Rank) -> std::cmp::Ordering {
+    let class = |r: &Rank| match r {
+        Rank::Original(_) => 0,
+        Rank::Added(_) => 1,
+        Rank::Exotic(_) => 2,
+    };
+    match (a, b) {
+        (Rank::Original(x), Rank::Original(y)) | (Rank::Exotic(x), Rank::Exotic(y)) => x.cmp(y),
+        (Rank::Added(x), Rank::Added(y)) => cmp_new_keys(*x, *y),
+        _ => class(a).cmp(&class(b)),
     }
 }
 

@@ -504,7 +504,7 @@ impl State {
                 let meta_slot = base + 5;
                 if nargs == 5 {
                     let m = record.metadata();
-                    if let Err(e) = conv.push_value(m, &mut Cursor::new(m), 0) {
+                    if let Err(e) = conv.push_value(&mut Cursor::new(m), 0) {
                         messages.push(format!("cannot pass the metadata to Lua: {e}"));
                         return;
                     }
