@@ -398,6 +398,67 @@ end"#,
     );
 }
 
+#[test]
+fn metadata_callback_edge_cases() {
+    let mut f = code(
+        "cb",
+        r#"
+function cb(tag, ts, group, metadata, record)
+  if record.case == "keep" then metadata.x = 1 return 0, ts, metadata, record end
+  if record.case == "not_a_table" then record.y = 1 return 2, ts, "m", record end
+  if record.case == "short" then return 2, ts, {{a = 1}}, {{r = 1}, {r = 2}} end
+  if record.case == "pairs" then return 2, ts, {{a = 1}, "no"}, {{r = 1}, {r = 2}} end
+  if record.case == "one_for_all" then return 2, ts, {b = 2}, {{r = 1}, {r = 2}} end
+  return 2, ts, metadata, record
+end"#,
+    );
+    let ev = |case: &str| event(T0, r#"{"m":0}"#, &format!(r#"{{"case":"{case}"}}"#));
+    let out = f.run_events(
+        "t",
+        &[
+            ev("keep"),
+            ev("not_a_table"),
+            ev("short"),
+            ev("pairs"),
+            ev("one_for_all"),
+        ],
+    );
+    assert_eq!(
+        show(&out),
+        [
+            // Code 0: the event as it came, metadata included.
+            r#"1700000000.123456789 {"m":0} {"case":"keep"}"#,
+            // Metadata that is not a table: the record's own.
+            r#"1700000000.123456789 {"m":0} {"case":"not_a_table","y":1}"#,
+            // An array of metadata of another length than the records: the record's own.
+            r#"1700000000.123456789 {"m":0} {"r":1}"#,
+            r#"1700000000.123456789 {"m":0} {"r":2}"#,
+            // Paired one by one; an element that is not a map gives {}.
+            r#"1700000000.123456789 {"a":1} {"r":1}"#,
+            r#"1700000000.123456789 {} {"r":2}"#,
+            // One metadata map for every record.
+            r#"1700000000.123456789 {"b":2} {"r":1}"#,
+            r#"1700000000.123456789 {"b":2} {"r":2}"#,
+        ]
+    );
+    assert_eq!(f.errors(), 0);
+}
+
+#[test]
+fn fewer_than_five_parameters_is_the_classic_prototype() {
+    // Fluent Bit looks at nparams: 4 parameters, or a vararg function, get 3 arguments.
+    let mut f = code(
+        "cb",
+        "function cb(tag, ts, record, extra) record.extra = type(extra) return 2, ts, record end",
+    );
+    assert_eq!(f.records(&[r#"{}"#]), [r#"{"extra":"nil"}"#]);
+    let mut f = code(
+        "cb",
+        "function cb(...) local a = {...} a[3].n = select('#', ...) return 2, a[2], a[3] end",
+    );
+    assert_eq!(f.records(&[r#"{}"#]), [r#"{"n":3}"#]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Return codes, splitting, time
 

@@ -20,7 +20,8 @@
 //!   metadata map, `group` an empty table (this pipeline has no OpenTelemetry groups). A returned
 //!   metadata table replaces the record's metadata; with an array of records, an array of
 //!   metadata of the same length pairs them one by one (an element that is not a map gives
-//!   `{}`), else the one metadata goes with every record.
+//!   `{}`), a metadata map goes with every record, and anything else leaves each record the
+//!   metadata it came with (Fluent Bit would write that value as the metadata).
 //! * `timestamp` is a double (seconds), or `{sec=, nsec=}` with `time_as_table`; a double comes
 //!   back truncated to nanoseconds as Fluent Bit's `flb_time_from_double` does.
 //! * Conversions between msgpack and Lua are in [`convert`], with Fluent Bit's rules
