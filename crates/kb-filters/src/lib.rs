@@ -6,6 +6,7 @@ use kb_core::registry::FilterPlugin;
 
 pub mod expect;
 pub mod grep;
+pub mod lua;
 pub mod modify;
 pub mod nest;
 pub mod record_modifier;
@@ -19,6 +20,7 @@ pub fn plugins() -> Vec<FilterPlugin> {
     vec![
         expect::PLUGIN,
         grep::PLUGIN,
+        lua::PLUGIN,
         modify::PLUGIN,
         nest::PLUGIN,
         record_modifier::PLUGIN,
