@@ -216,7 +216,9 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         runtime.block_on(server.shutdown());
     }
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        // An input may choose the status (exec's Propagate_Exit_Code), as Fluent Bit's
+        // config->exit_status_code does.
+        Ok(report) => report.exit_status.map_or(ExitCode::SUCCESS, ExitCode::from),
         Err(e) => {
             tracing::error!(target: "engine", "{e}");
             eprintln!("Initialization failed");
