@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod dummy;
+pub mod exec;
 pub mod forward;
 pub mod http;
 pub mod parsers;
@@ -25,5 +26,6 @@ pub fn plugins() -> Vec<InputPlugin> {
         tail::PLUGIN,
         tcp::PLUGIN,
         http::PLUGIN,
+        exec::PLUGIN,
     ]
 }
