@@ -10,6 +10,7 @@ pub mod forward;
 pub mod http;
 pub mod parsers;
 pub mod stdin;
+pub mod systemd;
 pub mod tail;
 pub mod tcp;
 mod util;
@@ -27,5 +28,6 @@ pub fn plugins() -> Vec<InputPlugin> {
         tcp::PLUGIN,
         http::PLUGIN,
         exec::PLUGIN,
+        systemd::PLUGIN,
     ]
 }
