@@ -31,6 +31,10 @@ command -v python3 >/dev/null || need+=(python3)
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need+=(python3-venv)
 fi
+# the systemd input's tests: journald's export-to-journal converter, and libsystemd (dlopen'ed)
+[ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] ||
+  need+=(systemd-journal-remote)
+[ -n "$(/sbin/ldconfig -p 2>/dev/null | grep 'libsystemd\.so\.0 ')" ] || need+=(libsystemd0)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
   log "apt-get install ${need[*]}"

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +96,8 @@ pub struct EngineReport {
     pub lost_records: usize,
     /// Undelivered records that stay in chunk files for the next start.
     pub kept_records: usize,
+    /// The exit status an input asked the agent to exit with (exec's `Propagate_Exit_Code`).
+    pub exit_status: Option<u8>,
 }
 
 struct Task {
@@ -135,6 +137,8 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     idle: Notify,
     exit_requested: AtomicBool,
+    /// The status of [`InputContext::request_exit_with_status`]; -1 when none was asked for.
+    exit_status: AtomicI32,
     exit: Notify,
     draining: watch::Sender<bool>,
 }
@@ -306,6 +310,11 @@ impl Shared {
         self.exit.notify_one();
     }
 
+    pub(crate) fn request_exit_with_status(&self, status: u8) {
+        self.exit_status.store(i32::from(status), Ordering::Release);
+        self.request_exit();
+    }
+
     fn seal_all(&self) {
         let inputs = self
             .inputs
@@ -463,6 +472,7 @@ impl Engine {
             metrics: metrics.clone(),
             idle: Notify::new(),
             exit_requested: AtomicBool::new(false),
+            exit_status: AtomicI32::new(-1),
             exit: Notify::new(),
             draining,
         });
@@ -614,6 +624,7 @@ impl Engine {
             unfinished_tasks: shared.inflight.load(Ordering::Acquire),
             lost_records: pending - kept,
             kept_records: kept,
+            exit_status: u8::try_from(shared.exit_status.load(Ordering::Acquire)).ok(),
         };
         worker_set.abort_all();
         while worker_set.join_next().await.is_some() {}

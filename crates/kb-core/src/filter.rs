@@ -15,7 +15,7 @@
 //! rule forever.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -107,17 +107,6 @@ pub struct EmitterSpec {
     pub emitter: Emitter,
 }
 
-/// The exit status a filter asked for with [`Emitter::request_exit`] (0: none).
-static EXIT_STATUS: AtomicU8 = AtomicU8::new(0);
-
-/// The exit status a filter asked the process to end with, if any.
-pub fn requested_exit_status() -> Option<u8> {
-    match EXIT_STATUS.load(Ordering::Acquire) {
-        0 => None,
-        s => Some(s),
-    }
-}
-
 /// What an emitter runs when inputs stop.
 type StopHook = Box<dyn FnOnce() + Send>;
 
@@ -158,8 +147,7 @@ impl Emitter {
     pub fn request_exit(&self, status: u8) -> bool {
         match self.ctx.get() {
             Some(ctx) => {
-                EXIT_STATUS.store(status, Ordering::Release);
-                ctx.request_exit();
+                ctx.request_exit_with_status(status);
                 true
             }
             None => false,

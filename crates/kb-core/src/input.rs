@@ -417,6 +417,12 @@ impl InputContext {
         self.shared.request_exit();
     }
 
+    /// Ask the agent to exit as [`request_exit`](Self::request_exit) does, with `status` as
+    /// its exit status (Fluent Bit's `exec` with `Propagate_Exit_Code`).
+    pub fn request_exit_with_status(&self, status: u8) {
+        self.shared.request_exit_with_status(status);
+    }
+
     /// Bytes this input holds in memory.
     pub fn buffered_bytes(&self) -> usize {
         self.state.account.used()

@@ -5,10 +5,12 @@
 
 pub mod cpu;
 pub mod dummy;
+pub mod exec;
 pub mod forward;
 pub mod http;
 pub mod parsers;
 pub mod stdin;
+pub mod systemd;
 pub mod tail;
 pub mod tcp;
 mod util;
@@ -25,5 +27,7 @@ pub fn plugins() -> Vec<InputPlugin> {
         tail::PLUGIN,
         tcp::PLUGIN,
         http::PLUGIN,
+        exec::PLUGIN,
+        systemd::PLUGIN,
     ]
 }

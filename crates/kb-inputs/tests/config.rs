@@ -11,7 +11,7 @@ fn registry_lists_the_three_inputs() {
     let names: Vec<&str> = plugins().iter().map(|p| p.spec.name).collect();
     assert_eq!(
         names,
-        ["dummy", "cpu", "stdin", "forward", "tail", "tcp", "http"]
+        ["dummy", "cpu", "stdin", "forward", "tail", "tcp", "http", "exec", "systemd"]
     );
 }
 
@@ -142,6 +142,7 @@ fn dummy_periods() {
 fn required(p: &kb_core::registry::InputPlugin) -> Vec<(&'static str, &'static str)> {
     match p.spec.name {
         "tail" => vec![("path", "/nonexistent/kb-test/*.log")],
+        "exec" => vec![("command", "true")],
         _ => vec![],
     }
 }

@@ -241,8 +241,9 @@ fn run(cli: CommandLine, registry: Registry) -> ExitCode {
         runtime.block_on(server.shutdown());
     }
     match result {
-        // A filter may end the agent with a status of its own (`expect`'s `action exit`).
-        Ok(_) => kb_core::filter::requested_exit_status().map_or(ExitCode::SUCCESS, ExitCode::from),
+        // An input or filter may choose the status (exec's Propagate_Exit_Code, expect's
+        // action exit), as Fluent Bit's config->exit_status_code does.
+        Ok(report) => report.exit_status.map_or(ExitCode::SUCCESS, ExitCode::from),
         Err(e) => {
             tracing::error!(target: "engine", "{e}");
             eprintln!("Initialization failed");
