@@ -141,8 +141,7 @@ impl Preparer {
         let formatter = if go {
             Formatter::Go(GoFormatter::new(GoFormatOptions {
                 time_key: settings.time_key.clone(),
-                time_format: TimeFormat::compile_go(&settings.time_key_format)
-                    .unwrap_or_default(),
+                time_format: TimeFormat::compile_go(&settings.time_key_format).unwrap_or_default(),
                 data_keys: settings.data_keys.clone(),
                 replace_dots: settings.replace_dots.clone(),
                 log_key: settings.log_key.clone(),
@@ -520,7 +519,10 @@ impl Preparer {
             };
             // `skip_aggregation_record_size`: a big record goes out on its own, plain.
             let first = &self.staged[order[pos]];
-            if self.aggregate_skip_size.is_some_and(|s| first.data.len() >= s) {
+            if self
+                .aggregate_skip_size
+                .is_some_and(|s| first.data.len() >= s)
+            {
                 let plain_limit = self.max_record_size.saturating_sub(self.key_len(&key));
                 let (record, data) = (first.record, first.data.clone());
                 if data.len() > plain_limit {

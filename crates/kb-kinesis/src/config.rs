@@ -311,10 +311,7 @@ fn go_non_negative(p: &Props, k: &str, errors: &mut Vec<ConfigError>) -> Option<
             None
         }
         Err(_) => {
-            errors.push(p.error(
-                k,
-                format!("Invalid '{k}' value ({}) specified", v.value),
-            ));
+            errors.push(p.error(k, format!("Invalid '{k}' value ({}) specified", v.value)));
             None
         }
     }
@@ -381,7 +378,9 @@ pub fn parse_flavour(
     let stream = p.str(dest_key).unwrap_or("").to_string();
     let name_max = if flavour.is_firehose() { 64 } else { 128 };
     if p.str(dest_key).is_none() {
-        check(Err(p.error(dest_key, format!("'{dest_key}' is a required field"))));
+        check(Err(
+            p.error(dest_key, format!("'{dest_key}' is a required field"))
+        ));
     } else if !valid_stream_name(&stream, name_max) {
         check(Err(p.error(dest_key, format!("invalid {} name '{stream}': use 1-{name_max} characters of A-Z, a-z, 0-9, '_', '.' and '-'", dest_key.replace('_', " ")))));
     }
@@ -401,7 +400,10 @@ pub fn parse_flavour(
         .to_string();
     if flavour.is_go() {
         if let Err(e) = TimeFormat::compile_go(&time_key_format) {
-            check(Err(p.error("time_key_format", format!("Issue with strftime format in 'time_key_format': {e}"))));
+            check(Err(p.error(
+                "time_key_format",
+                format!("Issue with strftime format in 'time_key_format': {e}"),
+            )));
         }
     } else {
         let (_, unknown) = TimeFormat::compile(&time_key_format);
@@ -424,7 +426,9 @@ pub fn parse_flavour(
         },
         Some(c) => match c.parse::<Compression>() {
             Ok(Compression::Zlib) | Err(_) => {
-                check(Err(p.error("compression", format!("unknown compression: {c}"))));
+                check(Err(
+                    p.error("compression", format!("unknown compression: {c}"))
+                ));
                 None
             }
             Ok(c) => Some(c),
@@ -458,7 +462,10 @@ pub fn parse_flavour(
         if let Some(n) = go_non_negative(p, "experimental_concurrency", &mut errs) {
             if n > 10 {
                 errs.push(p.error("experimental_concurrency", format!("Invalid 'experimental_concurrency' value ({n}) specified, must be less than or equal to 10")));
-            } else if n > 0 && p.get("experimental_concurrency").is_some_and(|x| x.location != kb_config::Location::Default) {
+            } else if n > 0
+                && p.get("experimental_concurrency")
+                    .is_some_and(|x| x.location != kb_config::Location::Default)
+            {
                 warnings.push(format!("'experimental_concurrency {n}' is accepted for compatibility: flushes run one after another per worker; set 'workers {n}' for parallel flushes (records are never dropped after experimental_concurrency_retries; retry_limit applies)"));
             }
         }
@@ -526,7 +533,10 @@ pub fn parse_flavour(
         } else {
             "10485760 bytes (10 MiB)"
         };
-        check(Err(p.error("max_record_size", format!("max_record_size {max_record_size} is out of range: use 1024 to {limit}"))));
+        check(Err(p.error(
+            "max_record_size",
+            format!("max_record_size {max_record_size} is out of range: use 1024 to {limit}"),
+        )));
     }
     let mut partition_key = None;
     if flavour == Flavour::KinesisStreams {

@@ -126,7 +126,11 @@ impl GoFormatter {
         if let Some(tk) = &self.opts.time_key {
             if self.opts.data_keys.is_empty() || self.opts.data_keys.iter().any(|d| d == tk) {
                 let s = self.key_arena.len();
-                push_replaced(tk.as_bytes(), self.opts.replace_dots.as_deref(), &mut self.key_arena);
+                push_replaced(
+                    tk.as_bytes(),
+                    self.opts.replace_dots.as_deref(),
+                    &mut self.key_arena,
+                );
                 self.entries
                     .push((s..self.key_arena.len(), EntryValue::Time));
             }
@@ -306,8 +310,8 @@ fn sort_dedup(entries: &mut Vec<(Range<usize>, EntryValue)>, from: usize, arena:
     slice.sort_by(|a, b| arena[a.0.clone()].cmp(&arena[b.0.clone()]));
     let mut w = from;
     for r in from..entries.len() {
-        let last_of_run =
-            r + 1 == entries.len() || arena[entries[r].0.clone()] != arena[entries[r + 1].0.clone()];
+        let last_of_run = r + 1 == entries.len()
+            || arena[entries[r].0.clone()] != arena[entries[r + 1].0.clone()];
         if last_of_run {
             entries.swap(w, r);
             w += 1;
@@ -564,9 +568,15 @@ mod tests {
     fn strings_as_json_iterator_writes_them() {
         assert_eq!(string(b"a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(string(b"<a&b>"), r#""\u003ca\u0026b\u003e""#);
-        assert_eq!(string(b"\n\r\t\x08\x0c\x01\x7f"), "\"\\n\\r\\t\\u0008\\u000c\\u0001\x7f\"");
+        assert_eq!(
+            string(b"\n\r\t\x08\x0c\x01\x7f"),
+            "\"\\n\\r\\t\\u0008\\u000c\\u0001\x7f\""
+        );
         assert_eq!(string("héllo €😀".as_bytes()), "\"héllo €😀\"");
-        assert_eq!(string("a\u{2028}b\u{2029}".as_bytes()), r#""a\u2028b\u2029""#);
+        assert_eq!(
+            string("a\u{2028}b\u{2029}".as_bytes()),
+            r#""a\u2028b\u2029""#
+        );
         // Each invalid byte is one U+FFFD (utf8.DecodeRune consumes one byte).
         assert_eq!(string(b"a\xe2\x82b\xff"), r#""a\ufffd\ufffdb\ufffd""#);
         assert_eq!(string(b"\xed\xa0\x80"), r#""\ufffd\ufffd\ufffd""#);

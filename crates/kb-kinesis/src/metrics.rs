@@ -241,12 +241,10 @@ impl KinesisMetrics {
     /// Count `n` entries that failed with per-record `code` (error path only: looks it up).
     pub fn record_errors(&self, code: &str, n: u64) {
         add(
-            &self
-                .registry
-                .counter(
-                    self.names.record_errors,
-                    &[("name", &self.name), ("error_code", code)],
-                ),
+            &self.registry.counter(
+                self.names.record_errors,
+                &[("name", &self.name), ("error_code", code)],
+            ),
             n,
         );
     }

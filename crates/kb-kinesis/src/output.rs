@@ -82,7 +82,12 @@ pub const GO_FIREHOSE_PLUGIN: OutputPlugin = OutputPlugin {
 
 /// Every output plugin of this crate, `kinesis_streams` first.
 pub fn plugins() -> Vec<OutputPlugin> {
-    vec![PLUGIN, FIREHOSE_PLUGIN, GO_KINESIS_PLUGIN, GO_FIREHOSE_PLUGIN]
+    vec![
+        PLUGIN,
+        FIREHOSE_PLUGIN,
+        GO_KINESIS_PLUGIN,
+        GO_FIREHOSE_PLUGIN,
+    ]
 }
 
 /// Backoff rounds in a row without progress inside one flush before the remainder goes to the
@@ -410,7 +415,11 @@ impl<S: Service> KinesisWorker<S> {
                     } else {
                         self.reject(*e, progress);
                         if let Some(n) = self.limiter.allow(&format!("rejected:{code}")) {
-                            tracing::error!("record rejected by {} and dropped: {code}: {message}, {stream}{}", service_name::<S>(), suppressed_note(n));
+                            tracing::error!(
+                                "record rejected by {} and dropped: {code}: {message}, {stream}{}",
+                                service_name::<S>(),
+                                suppressed_note(n)
+                            );
                         }
                     }
                 }

@@ -96,7 +96,11 @@ impl fmt::Display for ResponseError {
     /// Fluent Bit's message: `PutRecords response could not be parsed, <body>` (or
     /// `PutRecordBatch response …`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} response could not be parsed, {}", self.api, self.body)
+        write!(
+            f,
+            "{} response could not be parsed, {}",
+            self.api, self.body
+        )
     }
 }
 
@@ -319,7 +323,9 @@ mod tests {
     fn usual_answers_take_the_fast_path() {
         for body in accepted_bodies() {
             assert!(all_accepted(&body), "{}", String::from_utf8_lossy(&body));
-            assert!(parse_with_serde::<Streams>(&body, 5).unwrap().all_accepted());
+            assert!(parse_with_serde::<Streams>(&body, 5)
+                .unwrap()
+                .all_accepted());
         }
     }
 
@@ -406,10 +412,12 @@ mod tests {
                 message: "Slow down."
             }
         );
-        let e = parse_response::<Firehose>(br#"{"FailedRecordCount":0,"Records":[]}"#, 1)
-            .unwrap_err();
+        let e =
+            parse_response::<Firehose>(br#"{"FailedRecordCount":0,"Records":[]}"#, 1).unwrap_err();
         assert_eq!(e.reason(), "FailedPutCount missing");
-        assert!(e.to_string().starts_with("PutRecordBatch response could not be parsed, "));
+        assert!(e
+            .to_string()
+            .starts_with("PutRecordBatch response could not be parsed, "));
         assert!(parse_response::<Streams>(ok, 2).is_err());
     }
 }

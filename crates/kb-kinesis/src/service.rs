@@ -57,8 +57,10 @@ pub trait Service: Send + Sync + 'static {
     /// Reads the healthcheck answer: `Ok(status)` when the destination takes records,
     /// `Err(why)` otherwise; `max_record_size` is what the output is configured with, and a
     /// returned warning is logged.
-    fn check_describe(answer: &Value, max_record_size: usize)
-        -> Result<(String, Option<String>), String>;
+    fn check_describe(
+        answer: &Value,
+        max_record_size: usize,
+    ) -> Result<(String, Option<String>), String>;
 }
 
 /// Amazon Kinesis Data Streams: `PutRecords`.

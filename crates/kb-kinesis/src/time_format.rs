@@ -512,10 +512,7 @@ impl TimeFormat {
                     let end = (i..=b.len())
                         .find(|&e| fmt.is_char_boundary(e))
                         .unwrap_or(b.len());
-                    return Err(format!(
-                        "unknown conversion '{}'",
-                        &fmt[i - 2..end.max(i)]
-                    ));
+                    return Err(format!("unknown conversion '{}'", &fmt[i - 2..end.max(i)]));
                 }
             }
         }
@@ -769,13 +766,21 @@ mod tests {
             let mut out = Vec::new();
             tf.write(EventTime::new(secs, nanos), &mut out).unwrap();
             let mut cached = Vec::new();
-            tf.write_cached(EventTime::new(secs, nanos), &mut TimeCache::default(), &mut cached)
-                .unwrap();
+            tf.write_cached(
+                EventTime::new(secs, nanos),
+                &mut TimeCache::default(),
+                &mut cached,
+            )
+            .unwrap();
             assert_eq!(out, cached);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(
-            go("%Y-%m-%dT%H:%M:%S.%L|%f|%Z|%z|%v|%%L", 1_700_000_000, 903_172_886),
+            go(
+                "%Y-%m-%dT%H:%M:%S.%L|%f|%Z|%z|%v|%%L",
+                1_700_000_000,
+                903_172_886
+            ),
             "2023-11-14T22:13:20.903|903172|UTC|+0000|14-Nov-2023|%L"
         );
         assert_eq!(go("%c", 1_700_000_000, 0), "Tue Nov 14 22:13:20 2023");

@@ -188,10 +188,7 @@ async fn put_record_batch_body_json_equal_to_aws_sdk_firehose() {
     let records: Vec<Vec<u8>> = sample().into_iter().map(|(d, _)| d).collect();
     for (stream, records) in [("my-delivery_stream.1", &records[..]), ("s", &records[..1])] {
         let (target, sdk) = firehose_sdk_body(stream, records).await;
-        assert_eq!(
-            target.as_deref(),
-            Some("Firehose_20150804.PutRecordBatch")
-        );
+        assert_eq!(target.as_deref(), Some("Firehose_20150804.PutRecordBatch"));
         let mut b = kb_kinesis::encode::PutRecordBatchBody::new(stream);
         for data in records {
             assert!(b.try_push(data, "ignored"));
@@ -199,9 +196,6 @@ async fn put_record_batch_body_json_equal_to_aws_sdk_firehose() {
         let ours: serde_json::Value = serde_json::from_slice(b.finish()).unwrap();
         let sdk: serde_json::Value = serde_json::from_slice(&sdk).unwrap();
         assert_eq!(ours, sdk);
-        assert_eq!(
-            ours["Records"].as_array().unwrap().len(),
-            records.len()
-        );
+        assert_eq!(ours["Records"].as_array().unwrap().len(), records.len());
     }
 }

@@ -93,7 +93,10 @@ impl S3Client {
             .request("PUT", &format!("/{bucket}"), &[], Bytes::new())
             .await?;
         if st != 200 {
-            bail!("CreateBucket answered {st}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "CreateBucket answered {st}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(())
     }
@@ -126,7 +129,10 @@ impl S3Client {
             .request("GET", &format!("/{bucket}/{key}"), &[], Bytes::new())
             .await?;
         if st != 200 {
-            bail!("GetObject {key} answered {st}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "GetObject {key} answered {st}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(body.to_vec())
     }

@@ -874,7 +874,9 @@ fn describe_summary(body: &[u8]) -> Resp {
 
 fn describe_delivery_stream(body: &[u8]) -> Resp {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let name = v["DeliveryStreamName"].as_str().unwrap_or("delivery-stream");
+    let name = v["DeliveryStreamName"]
+        .as_str()
+        .unwrap_or("delivery-stream");
     let body = serde_json::json!({"DeliveryStreamDescription": {
         "DeliveryStreamName": name,
         "DeliveryStreamARN": format!("arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{name}"),
@@ -1338,7 +1340,10 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
     let first_seq = shared.seq.fetch_add(accepted as u64, Relaxed);
     let mut out = Vec::with_capacity(48 + count * 96);
     let (count_field, entries_field): (&[u8], &[u8]) = if firehose {
-        (b"{\"Encrypted\":false,\"FailedPutCount\":", b"\"RequestResponses\":[")
+        (
+            b"{\"Encrypted\":false,\"FailedPutCount\":",
+            b"\"RequestResponses\":[",
+        )
     } else {
         (b"{\"FailedRecordCount\":", b"\"Records\":[")
     };
@@ -1513,19 +1518,17 @@ mod tests {
     #[tokio::test]
     async fn put_record_batch_with_faults() {
         let sink = Sink::start(
-            SinkConfig::default()
-                .store(true)
-                .faults(
-                    FaultPlan::new()
-                        .at(
-                            0,
-                            FaultKind::FailEntries {
-                                indices: vec![1],
-                                code: "ServiceUnavailableException".into(),
-                            },
-                        )
-                        .at(1, FaultKind::Throttle),
-                ),
+            SinkConfig::default().store(true).faults(
+                FaultPlan::new()
+                    .at(
+                        0,
+                        FaultKind::FailEntries {
+                            indices: vec![1],
+                            code: "ServiceUnavailableException".into(),
+                        },
+                    )
+                    .at(1, FaultKind::Throttle),
+            ),
         )
         .await;
         let records = serde_json::json!({"DeliveryStreamName": "fh", "Records": [
@@ -1538,17 +1541,41 @@ mod tests {
         assert_eq!(rr.len(), 3);
         assert!(rr[0]["RecordId"].is_string());
         assert_eq!(rr[1]["ErrorCode"], "ServiceUnavailableException");
-        let got: Vec<_> = sink.records().into_iter().map(|r| (r.stream, r.data)).collect();
-        assert_eq!(got, vec![("fh".to_string(), b"a\n".to_vec()), ("fh".into(), b"c\n".to_vec())]);
+        let got: Vec<_> = sink
+            .records()
+            .into_iter()
+            .map(|r| (r.stream, r.data))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("fh".to_string(), b"a\n".to_vec()),
+                ("fh".into(), b"c\n".to_vec())
+            ]
+        );
         let (st, v) = firehose_call(&sink, "PutRecordBatch", records).await;
-        assert_eq!((st, v["__type"].as_str()), (503, Some("ServiceUnavailableException")));
-        let (st, v) = firehose_call(&sink, "DescribeDeliveryStream", serde_json::json!({"DeliveryStreamName": "fh"})).await;
+        assert_eq!(
+            (st, v["__type"].as_str()),
+            (503, Some("ServiceUnavailableException"))
+        );
+        let (st, v) = firehose_call(
+            &sink,
+            "DescribeDeliveryStream",
+            serde_json::json!({"DeliveryStreamName": "fh"}),
+        )
+        .await;
         assert_eq!(st, 200);
-        assert_eq!(v["DeliveryStreamDescription"]["DeliveryStreamStatus"], "ACTIVE");
+        assert_eq!(
+            v["DeliveryStreamDescription"]["DeliveryStreamStatus"],
+            "ACTIVE"
+        );
         // A PutRecordBatch body is not a PutRecords one: PartitionKey is required there.
         let http = crate::kds::Kds::new(&sink.endpoint(), "us-east-1");
         let (st, _) = http
-            .call("PutRecords", serde_json::json!({"StreamName": "s", "Records": [{"Data": "YQ=="}]}))
+            .call(
+                "PutRecords",
+                serde_json::json!({"StreamName": "s", "Records": [{"Data": "YQ=="}]}),
+            )
             .await
             .unwrap();
         assert_eq!(st, 400);

@@ -132,15 +132,21 @@ async fn kinesis_firehose_sigv4_is_accepted_by_a_verifying_moto_and_a_wrong_secr
             run_with_stdin(&mut cmd, &input, Duration::from_secs(90))
         })
     };
-    let out = run(secret.clone(), keys("1"), seq_records(20)).await.unwrap();
+    let out = run(secret.clone(), keys("1"), seq_records(20))
+        .await
+        .unwrap();
     assert_success(&out);
     let lines = s3.wait_for_lines("signed", 20).await.unwrap();
     assert_eq!(lines.len(), 20, "{}", stderr(&out));
     assert!(!stderr(&out).contains("auth error"), "{}", stderr(&out));
 
-    let out = run("not-the-secret".into(), keys("1"), b"{\"bad\":1}\n".to_vec())
-        .await
-        .unwrap();
+    let out = run(
+        "not-the-secret".into(),
+        keys("1"),
+        b"{\"bad\":1}\n".to_vec(),
+    )
+    .await
+    .unwrap();
     let log = stderr(&out);
     assert!(
         log.contains("PutRecordBatch API responded with error='SignatureDoesNotMatch'")
@@ -227,7 +233,11 @@ async fn kinesis_firehose_every_record_exactly_once_through_failures_throttles_5
         stderr(&out)
     );
     let dups = sink.duplicates();
-    assert!(dups.is_empty(), "duplicated: {:?}", &dups[..dups.len().min(10)]);
+    assert!(
+        dups.is_empty(),
+        "duplicated: {:?}",
+        &dups[..dups.len().min(10)]
+    );
     assert!(sink.unexpected(0..N).is_empty());
     assert_success(&out);
     assert!(
@@ -270,7 +280,10 @@ async fn firehose_partial_failure_resends_only_the_failed_records_and_batches_50
     // The Go plugin's record: sorted keys, newline.
     let rec = &sink.records()[0];
     assert_eq!(rec.data, b"{\"msg\":\"record number 0\",\"seq\":0}\n");
-    assert_eq!((rec.stream.as_str(), rec.partition_key.as_str()), ("fh", ""));
+    assert_eq!(
+        (rec.stream.as_str(), rec.partition_key.as_str()),
+        ("fh", "")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,7 +293,9 @@ async fn firehose_requests_stay_within_4_mib_and_records_within_1000_kib() {
     // 1,100,000 bytes is over 1,000 KiB and dropped.
     let mut input = Vec::new();
     for i in 0..12 {
-        input.extend_from_slice(format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(600_000)).as_bytes());
+        input.extend_from_slice(
+            format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(600_000)).as_bytes(),
+        );
     }
     input.extend_from_slice(format!("{{\"big\":\"{}\"}}\n", "y".repeat(1_100_000)).as_bytes());
     let out = ship_async(

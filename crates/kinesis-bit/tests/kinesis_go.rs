@@ -39,9 +39,12 @@ async fn readme_config_sends_the_go_plugins_records_and_keys() {
     let f = ferro("my-kinesis-stream-name").await;
     let ep = f.endpoint();
     let input = concat!(
-        r#"{"log":"line 1","container_id":"c-1","source":"stdout","x.y":{"a.b":1}}"#, "\n",
-        r#"{"log":"<line 2>","source":"stderr","n":1e21,"f":1.0}"#, "\n",
-        r#"{"log":"line 3","container_id":17}"#, "\n",
+        r#"{"log":"line 1","container_id":"c-1","source":"stdout","x.y":{"a.b":1}}"#,
+        "\n",
+        r#"{"log":"<line 2>","source":"stderr","n":1e21,"f":1.0}"#,
+        "\n",
+        r#"{"log":"line 3","container_id":17}"#,
+        "\n",
     );
     let out = tokio::task::spawn_blocking(move || {
         ship(
@@ -95,7 +98,8 @@ async fn nested_partition_key_data_keys_log_key_and_zlib() {
     let f = ferro("s").await;
     let ep = f.endpoint();
     let input = concat!(
-        r#"{"kubernetes":{"pod_name":"web-7"},"log":"hello","other":1}"#, "\n",
+        r#"{"kubernetes":{"pod_name":"web-7"},"log":"hello","other":1}"#,
+        "\n",
     );
     let out = tokio::task::spawn_blocking(move || {
         ship(
@@ -147,29 +151,73 @@ async fn nested_partition_key_data_keys_log_key_and_zlib() {
 #[test]
 fn go_plugin_validation_is_kept() {
     let out = agent()
-        .args(["-i", "dummy", "-o", "kinesis", "-m", "*", "-p", "region=us-east-1"])
-        .args(["-p", "stream=s", "-p", "partition_key=log", "-p", "compression=lz4"])
+        .args([
+            "-i",
+            "dummy",
+            "-o",
+            "kinesis",
+            "-m",
+            "*",
+            "-p",
+            "region=us-east-1",
+        ])
+        .args([
+            "-p",
+            "stream=s",
+            "-p",
+            "partition_key=log",
+            "-p",
+            "compression=lz4",
+        ])
         .args(["-p", "experimental_concurrency=11", "--dry-run"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("'log' cannot be set as the partition key"), "{err}");
-    assert!(err.contains("Invalid 'compression' value (lz4) specified"), "{err}");
+    assert!(
+        err.contains("'log' cannot be set as the partition key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Invalid 'compression' value (lz4) specified"),
+        "{err}"
+    );
     assert!(err.contains("must be less than or equal to 10"), "{err}");
-    for (plugin, key) in [("kinesis_firehose", "delivery_stream"), ("firehose", "delivery_stream")] {
+    for (plugin, key) in [
+        ("kinesis_firehose", "delivery_stream"),
+        ("firehose", "delivery_stream"),
+    ] {
         let out = agent()
-            .args(["-i", "dummy", "-o", plugin, "-m", "*", "-p", "region=us-east-1", "--dry-run"])
+            .args([
+                "-i",
+                "dummy",
+                "-o",
+                plugin,
+                "-m",
+                "*",
+                "-p",
+                "region=us-east-1",
+                "--dry-run",
+            ])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains(&format!("'{key}' is a required field")), "{err}");
+        assert!(
+            err.contains(&format!("'{key}' is a required field")),
+            "{err}"
+        );
         let out = agent().args(["-o", plugin, "-h"]).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && help.contains("delivery_stream"), "{help}");
+        assert!(
+            out.status.success() && help.contains("delivery_stream"),
+            "{help}"
+        );
     }
     let out = agent().args(["-o", "kinesis", "-h"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("replace_dots") && help.contains("experimental_concurrency"), "{help}");
+    assert!(
+        help.contains("replace_dots") && help.contains("experimental_concurrency"),
+        "{help}"
+    );
 }
