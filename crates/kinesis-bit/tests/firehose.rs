@@ -318,3 +318,99 @@ async fn firehose_requests_stay_within_4_mib_and_records_within_1000_kib() {
         stderr(&out)
     );
 }
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    Some(raw.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Each output of the family exports its counters under its own name; kinesis_streams' keep
+/// theirs.
+#[test]
+fn each_output_counts_under_its_own_name() {
+    let sink = Sink::start_blocking(SinkConfig::default());
+    let port = kb_testkit::peers::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kb.conf");
+    let mut text = format!(
+        "[SERVICE]\n    Flush 1\n    HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {port}\n\n\
+         [INPUT]\n    Name dummy\n    Rate 10\n    Samples 5\n\n"
+    );
+    for (plugin, dest) in [
+        ("kinesis_streams", "stream"),
+        ("kinesis_firehose", "delivery_stream"),
+        ("kinesis", "stream"),
+        ("firehose", "delivery_stream"),
+    ] {
+        text.push_str(&format!(
+            "[OUTPUT]\n    Name {plugin}\n    Match *\n    {dest} s\n    region us-east-1\n    endpoint {}\n\n",
+            sink.endpoint()
+        ));
+    }
+    std::fs::write(&conf, text).unwrap();
+    let mut child = agent()
+        .args(["-c", conf.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let prom = loop {
+        let done = http_get(port, "/api/v1/metrics")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|m| {
+                [
+                    "kinesis_streams.0",
+                    "kinesis_firehose.0",
+                    "kinesis.0",
+                    "firehose.0",
+                ]
+                .iter()
+                .all(|o| m["output"][o]["proc_records"] == 5)
+            });
+        if done {
+            break http_get(port, "/api/v1/metrics/prometheus").unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not all delivered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for (prefix, name) in [
+        ("fluentbit_kinesis_streams", "kinesis_streams.0"),
+        ("fluentbit_kinesis_firehose", "kinesis_firehose.0"),
+        ("fluentbit_kinesis", "kinesis.0"),
+        ("fluentbit_firehose", "firehose.0"),
+    ] {
+        let line = format!("{prefix}_sent_bytes_total{{name=\"{name}\"}}");
+        assert!(prom.contains(&line), "no {line} in:\n{prom}");
+        assert!(
+            prom.contains(&format!(
+                "{prefix}_requests_total{{name=\"{name}\",result=\"ok\"}}"
+            )),
+            "{prom}"
+        );
+        assert!(
+            !prom.contains(&format!(
+                "# HELP {prefix}_requests_total Fluent Bit plugin metric."
+            )),
+            "no help text for {prefix}"
+        );
+    }
+    // Firehose has no partition keys, so no fallbacks counter.
+    assert!(!prom.contains("fluentbit_kinesis_firehose_partition_key_fallbacks_total"));
+    assert!(prom.contains("fluentbit_kinesis_streams_partition_key_fallbacks_total"));
+}
