@@ -21,9 +21,9 @@ fi
 # The Firehose examples read FIREHOSE_ENDPOINT, the others KINESIS_ENDPOINT.
 endpoint=${KINESIS_ENDPOINT:-${FIREHOSE_ENDPOINT:-}}
 if [ -z "$endpoint" ]; then
-  echo "examples: KINESIS_ENDPOINT is not set: set it to the endpoint of a local Kinesis" >&2
-  echo "(FIREHOSE_ENDPOINT for the Firehose examples), e.g." >&2
+  echo "examples: KINESIS_ENDPOINT is not set: set it to the endpoint of a local Kinesis, e.g." >&2
   echo "  KINESIS_ENDPOINT=http://127.0.0.1:4567 bash $0 $*" >&2
+  echo "(the Firehose examples take FIREHOSE_ENDPOINT instead)" >&2
   exit 1
 fi
 

@@ -221,3 +221,43 @@ fn go_plugin_validation_is_kept() {
         "{help}"
     );
 }
+
+/// The new examples pass `--dry-run` as the README runs them.
+#[test]
+fn firehose_and_go_examples_pass_dry_run() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for (file, var, ep) in [
+        (
+            "firehose.conf",
+            "FIREHOSE_ENDPOINT",
+            "http://127.0.0.1:5000",
+        ),
+        (
+            "firehose-go.conf",
+            "FIREHOSE_ENDPOINT",
+            "http://127.0.0.1:5000",
+        ),
+        (
+            "kinesis-go.conf",
+            "KINESIS_ENDPOINT",
+            "http://127.0.0.1:4567",
+        ),
+    ] {
+        let out = std::process::Command::new("bash")
+            .arg(examples.join("run.sh"))
+            .arg(examples.join(file))
+            .arg("--dry-run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KINESIS_BIT", env!("CARGO_BIN_EXE_kinesis-bit"))
+            .env(var, ep)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{file}: {err}");
+        assert!(
+            err.ends_with("configuration test is successful\n"),
+            "{file}: {err}"
+        );
+    }
+}
