@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end benchmark: kinesis-bit (release) ships N log lines over TLS to kb-sink.
 
+--output picks the output plugin (kinesis_streams, kinesis_firehose, kinesis or firehose);
+kb-sink answers PutRecords and PutRecordBatch alike, so the figures compare the plugins.
+
 Run through bench/e2e.sh, which builds the release binaries first. For every configuration
 it starts the project's own Kinesis-compatible sink (kb-sink: TLS with a self-signed
 certificate, SigV4 verified, one thread), runs the agent until the sink has accepted every
@@ -97,10 +100,15 @@ class SinkProc:
         stop(agent, self.proc)
 
 
+DESTINATION_KEY = {"kinesis_streams": "stream", "kinesis": "stream",
+                   "kinesis_firehose": "delivery_stream", "firehose": "delivery_stream"}
+
+
 def run_once(args, work, crt, key, input_name, n, size, workers):
     sink = SinkProc(crt, key)
-    common = ["-o", "kinesis_streams", "-m", "*", "-p", "region=us-east-1",
-              "-p", "stream=bench", "-p", f"endpoint={sink.endpoint}",
+    dest = DESTINATION_KEY[args.output]
+    common = ["-o", args.output, "-m", "*", "-p", "region=us-east-1",
+              "-p", f"{dest}=bench", "-p", f"endpoint={sink.endpoint}",
               "-p", f"tls.ca_file={crt}", "-p", f"workers={workers}"]
     if input_name == "tail":
         log = os.path.join(work, f"k8s-{n}x{size}.log")
@@ -200,6 +208,8 @@ def main():
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--inputs", default="tail,dummy")
+    p.add_argument("--output", default="kinesis_streams", choices=sorted(DESTINATION_KEY),
+                   help="the output plugin to measure")
     p.add_argument("--scaling", action="store_true",
                    help="also workers 1/2/4, sizes 100 B/1 KiB/10 KiB, and 1M vs 4M records")
     p.add_argument("--input-prop", action="append", default=[], metavar="KEY=VALUE",
@@ -214,7 +224,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     try:
         crt, key = cert(work)
-        print(f"kinesis-bit e2e: {args.records} × {args.size} B lines, TLS + SigV4 to kb-sink, "
+        print(f"kinesis-bit e2e: output {args.output}, {args.records} × {args.size} B lines, "
+              f"TLS + SigV4 to kb-sink, "
               f"median of {args.reps}; machine: {os.cpu_count()} CPUs")
         main_rows = [median_run(args, work, crt, key, i, args.records, args.size, args.workers)
                      for i in args.inputs.split(",")]

@@ -18,15 +18,18 @@ else
   exit 1
 fi
 
-if [ -z "${KINESIS_ENDPOINT:-}" ]; then
+# The Firehose examples read FIREHOSE_ENDPOINT, the others KINESIS_ENDPOINT.
+endpoint=${KINESIS_ENDPOINT:-${FIREHOSE_ENDPOINT:-}}
+if [ -z "$endpoint" ]; then
   echo "examples: KINESIS_ENDPOINT is not set: set it to the endpoint of a local Kinesis, e.g." >&2
   echo "  KINESIS_ENDPOINT=http://127.0.0.1:4567 bash $0 $*" >&2
+  echo "(the Firehose examples take FIREHOSE_ENDPOINT instead)" >&2
   exit 1
 fi
 
 # A local emulator checks no signature, but the agent signs every request and needs some
 # credentials for that: any will do. Real credentials, when set, are left alone.
-case "$KINESIS_ENDPOINT" in
+case "$endpoint" in
   http://* | *://127.* | *://localhost* | *://\[::1\]*)
     if [ -z "${AWS_ACCESS_KEY_ID:-}" ] && [ -z "${AWS_PROFILE:-}" ]; then
       echo "examples: no AWS credentials set; using placeholders, which a local emulator accepts" >&2

@@ -110,6 +110,56 @@ fn plugin_help(name: &str) -> &'static str {
         "fluentbit_kinesis_streams_partition_key_fallbacks_total" => {
             "Random partition keys used because partition_key found no value."
         }
+        "fluentbit_kinesis_firehose_requests_total" => "PutRecordBatch requests by result.",
+        "fluentbit_kinesis_firehose_request_duration_seconds" => {
+            "Latency of PutRecordBatch requests in seconds."
+        }
+        "fluentbit_kinesis_firehose_record_errors_total" => {
+            "Per-record error codes returned by PutRecordBatch."
+        }
+        "fluentbit_kinesis_firehose_dropped_records_total" => {
+            "Records dropped by the kinesis_firehose output, by reason."
+        }
+        "fluentbit_kinesis_firehose_truncated_records_total" => "Records truncated to fit.",
+        "fluentbit_kinesis_firehose_in_flush_retries_total" => {
+            "Entries sent again within one flush."
+        }
+        "fluentbit_kinesis_firehose_request_splits_total" => "Requests split in halves.",
+        "fluentbit_kinesis_firehose_sent_bytes_total" => "Data bytes accepted by Firehose.",
+        "fluentbit_kinesis_firehose_credential_refreshes_total" => {
+            "AWS credential refreshes by trigger."
+        }
+        "fluentbit_kinesis_requests_total" => "PutRecords requests by result.",
+        "fluentbit_kinesis_request_duration_seconds" => {
+            "Latency of PutRecords requests in seconds."
+        }
+        "fluentbit_kinesis_record_errors_total" => "Per-record error codes returned by PutRecords.",
+        "fluentbit_kinesis_dropped_records_total" => {
+            "Records dropped by the kinesis output, by reason."
+        }
+        "fluentbit_kinesis_truncated_records_total" => "Records truncated to fit.",
+        "fluentbit_kinesis_in_flush_retries_total" => "Entries sent again within one flush.",
+        "fluentbit_kinesis_request_splits_total" => "Requests split in halves.",
+        "fluentbit_kinesis_sent_bytes_total" => "Data bytes accepted by Kinesis.",
+        "fluentbit_kinesis_credential_refreshes_total" => "AWS credential refreshes by trigger.",
+        "fluentbit_firehose_requests_total" => "PutRecordBatch requests by result.",
+        "fluentbit_firehose_request_duration_seconds" => {
+            "Latency of PutRecordBatch requests in seconds."
+        }
+        "fluentbit_firehose_record_errors_total" => {
+            "Per-record error codes returned by PutRecordBatch."
+        }
+        "fluentbit_firehose_dropped_records_total" => {
+            "Records dropped by the firehose output, by reason."
+        }
+        "fluentbit_firehose_truncated_records_total" => "Records truncated to fit.",
+        "fluentbit_firehose_in_flush_retries_total" => "Entries sent again within one flush.",
+        "fluentbit_firehose_request_splits_total" => "Requests split in halves.",
+        "fluentbit_firehose_sent_bytes_total" => "Data bytes accepted by Firehose.",
+        "fluentbit_firehose_credential_refreshes_total" => "AWS credential refreshes by trigger.",
+        "fluentbit_kinesis_partition_key_fallbacks_total" => {
+            "Random partition keys used because partition_key found no value."
+        }
         _ => "Fluent Bit plugin metric.",
     }
 }

@@ -144,6 +144,8 @@ pub enum ErrorClass {
 
 const THROTTLING_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
+    // Firehose's answer when a delivery stream's throughput limits are exceeded.
+    "ServiceUnavailableException",
     "LimitExceededException",
     "ThrottlingException",
     "KMSThrottlingException",

@@ -43,6 +43,18 @@ fn truncate_chars(s: &mut String, max: usize) {
     }
 }
 
+/// A fresh random partition key of `len` characters of `[0-9A-Za-z]` (cleared first).
+pub fn random_key_of(rng: &mut fastrand::Rng, out: &mut String, len: usize) {
+    if len == RANDOM_KEY_LEN {
+        return random_key(rng, out);
+    }
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    out.clear();
+    for _ in 0..len {
+        out.push(char::from(ALPHABET[rng.usize(..62)]));
+    }
+}
+
 /// A fresh random partition key: [`RANDOM_KEY_LEN`] characters of `[0-9A-Za-z]` (cleared first).
 pub fn random_key(rng: &mut fastrand::Rng, out: &mut String) {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

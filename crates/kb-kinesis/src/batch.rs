@@ -8,11 +8,12 @@ use std::ops::Range;
 use kb_core::event::EventReader;
 use kb_core::{Chunk, Progress};
 
-use crate::accessor::{random_key, PartitionKey, RecordAccessor, RANDOM_KEY_LEN};
+use crate::accessor::{random_key_of, PartitionKey, RecordAccessor, RANDOM_KEY_LEN};
 use crate::aggregate::KplAggregate;
 use crate::compress::{Compression, Compressor};
-use crate::config::{Aggregation, OversizePolicy, Settings};
+use crate::config::{Aggregation, Flavour, OversizePolicy, Settings};
 use crate::format::{FormatOptions, RecordFormatter, Skip};
+use crate::gofmt::{go_partition_key, GoFormatOptions, GoFormatter};
 use crate::metrics::{DropReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::time_format::TimeFormat;
@@ -70,17 +71,59 @@ struct Staged {
     record: usize,
 }
 
+/// How events become Data: Fluent Bit's plugins or the Go plugins.
+enum Formatter {
+    Fb(RecordFormatter),
+    Go(GoFormatter),
+}
+
+impl Formatter {
+    fn format(&mut self, ev: &kb_core::event::Event<'_>, out: &mut Vec<u8>) -> Result<(), Skip> {
+        match self {
+            Formatter::Fb(f) => f.format(ev, out),
+            Formatter::Go(f) => f.format(ev, out),
+        }
+    }
+
+    fn log_key(&self) -> Option<&str> {
+        match self {
+            Formatter::Fb(f) => f.log_key(),
+            Formatter::Go(f) => f.log_key(),
+        }
+    }
+}
+
+/// Where a record's partition key comes from.
+enum KeySource {
+    /// A fresh random key for each record (or none, for Firehose).
+    Random,
+    /// `kinesis_streams`' record accessor.
+    Accessor(RecordAccessor),
+    /// The Go `kinesis`'s `a->b` path, with `time_key` (which the Go plugin sets before it
+    /// looks the key up) and its format.
+    GoPath(Vec<String>, Option<(String, TimeFormat)>),
+}
+
 /// Turns chunks into [`Prepared`] Kinesis records; one per worker.
 pub struct Preparer {
-    formatter: RecordFormatter,
+    formatter: Formatter,
     compressor: Compressor,
     compression: Option<Compression>,
-    accessor: Option<RecordAccessor>,
+    keys: KeySource,
+    /// Whether records carry a partition key (Streams) at all.
+    keyed: bool,
+    /// Length of the random keys drawn at send time.
+    random_key_len: usize,
+    flavour: Flavour,
     aggregation: Aggregation,
     max_record_size: usize,
+    aggregate_max_size: usize,
+    aggregate_skip_size: Option<usize>,
     oversize: OversizePolicy,
-    append_newline: bool,
+    /// Whether a truncated record ends with a newline after `[Truncated...]`.
+    truncate_newline: bool,
     stream: String,
+    time_scratch: Vec<u8>,
     staging: Vec<u8>,
     staged: Vec<Staged>,
     scratch: Vec<u8>,
@@ -94,26 +137,60 @@ const TRUNCATED: &[u8] = b"[Truncated...]";
 impl Preparer {
     /// A preparer for the validated `settings`.
     pub fn new(settings: &Settings) -> Self {
-        let (time_format, _) = TimeFormat::compile(&settings.time_key_format);
-        Preparer {
-            formatter: RecordFormatter::new(FormatOptions {
+        let go = settings.flavour.is_go();
+        let formatter = if go {
+            Formatter::Go(GoFormatter::new(GoFormatOptions {
+                time_key: settings.time_key.clone(),
+                time_format: TimeFormat::compile_go(&settings.time_key_format).unwrap_or_default(),
+                data_keys: settings.data_keys.clone(),
+                replace_dots: settings.replace_dots.clone(),
+                log_key: settings.log_key.clone(),
+                append_newline: settings.append_newline,
+            }))
+        } else {
+            let (time_format, _) = TimeFormat::compile(&settings.time_key_format);
+            Formatter::Fb(RecordFormatter::new(FormatOptions {
                 time_key: settings.time_key.clone(),
                 time_format,
                 log_key: settings.log_key.clone(),
                 append_newline: settings.append_newline,
                 escape_unicode: settings.escape_unicode,
-            }),
+            }))
+        };
+        let keys = if let Some(path) = &settings.key_path {
+            let time = settings.time_key.clone().map(|k| {
+                (
+                    k,
+                    TimeFormat::compile_go(&settings.time_key_format).unwrap_or_default(),
+                )
+            });
+            KeySource::GoPath(path.clone(), time)
+        } else if let Some(acc) = settings
+            .partition_key
+            .as_deref()
+            .and_then(|p| RecordAccessor::parse(p).ok())
+        {
+            KeySource::Accessor(acc)
+        } else {
+            KeySource::Random
+        };
+        Preparer {
+            formatter,
             compressor: Compressor::default(),
             compression: settings.compression,
-            accessor: settings
-                .partition_key
-                .as_deref()
-                .and_then(|p| RecordAccessor::parse(p).ok()),
+            keys,
+            keyed: !settings.flavour.is_firehose(),
+            random_key_len: random_key_len(settings.flavour),
+            flavour: settings.flavour,
             aggregation: settings.aggregation,
             max_record_size: settings.max_record_size,
+            aggregate_max_size: settings.aggregate_max_size,
+            aggregate_skip_size: settings.aggregate_skip_size,
             oversize: settings.oversize_policy,
-            append_newline: settings.append_newline,
+            // The Go plugin cuts the record and ends it with the suffix alone.
+            truncate_newline: settings.append_newline && !go,
             stream: settings.stream.clone(),
+            time_scratch: Vec::new(),
             staging: Vec::new(),
             staged: Vec::new(),
             scratch: Vec::new(),
@@ -158,7 +235,7 @@ impl Preparer {
                     break;
                 }
             };
-            let key = self.key_for(ev.record, out, metrics, limiter);
+            let key = self.key_for(ev.record, ev.time, out, metrics, limiter);
             let target = if self.aggregation == Aggregation::None {
                 &mut out.arena
             } else {
@@ -185,9 +262,7 @@ impl Preparer {
             let data = start..target.len();
             match self.aggregation {
                 Aggregation::None => {
-                    let limit = self
-                        .max_record_size
-                        .saturating_sub(key_len(&key, &out.keys));
+                    let limit = self.max_record_size.saturating_sub(self.key_len(&key));
                     if data.len() > limit
                         && !self.fit_oversize(
                             &mut out.arena,
@@ -230,27 +305,47 @@ impl Preparer {
     fn key_for(
         &mut self,
         record: &[u8],
+        ev_time: kb_core::event::EventTime,
         out: &mut Prepared,
         metrics: &KinesisMetrics,
         limiter: &LogLimiter,
     ) -> Key {
-        let Some(acc) = &self.accessor else {
-            return Key::Random;
-        };
         self.key_buf.clear();
-        if acc.extract(record, &mut self.key_buf) {
+        let found = match &self.keys {
+            KeySource::Random => return Key::Random,
+            KeySource::Accessor(acc) => acc.extract(record, &mut self.key_buf),
+            KeySource::GoPath(path, time) => {
+                self.time_scratch.clear();
+                let time = match time {
+                    Some((k, f)) if f.write(ev_time, &mut self.time_scratch).is_ok() => {
+                        Some((k.as_str(), &self.time_scratch[..]))
+                    }
+                    _ => None,
+                };
+                go_partition_key(record, path, time, &mut self.key_buf)
+            }
+        };
+        if found {
             let start = out.keys.len();
             out.keys.push_str(&self.key_buf);
             return Key::Fixed(start..out.keys.len());
         }
         kb_core::metrics::add(&metrics.partition_key_fallbacks, 1);
         if let Some(n) = limiter.allow("partition_key_fallback") {
-            tracing::warn!(
-                "partition_key {} gave no usable value; using a random key{}, {}",
-                acc,
-                suppressed_note(n),
-                self.stream
-            );
+            match &self.keys {
+                KeySource::Accessor(acc) => tracing::warn!(
+                    "partition_key {} gave no usable value; using a random key{}, {}",
+                    acc,
+                    suppressed_note(n),
+                    self.stream
+                ),
+                // The Go plugin's words.
+                _ => tracing::warn!(
+                    "The partition key could not be found in the record, using a random string instead{}, {}",
+                    suppressed_note(n),
+                    self.stream
+                ),
+            }
         }
         Key::Random
     }
@@ -300,11 +395,11 @@ impl Preparer {
     ) -> bool {
         let size = data.len();
         if self.oversize == OversizePolicy::Truncate && self.compression.is_none() {
-            let suffix = TRUNCATED.len() + usize::from(self.append_newline);
+            let suffix = TRUNCATED.len() + usize::from(self.truncate_newline);
             if limit > suffix {
                 arena.truncate(data.start + limit - suffix);
                 arena.extend_from_slice(TRUNCATED);
-                if self.append_newline {
+                if self.truncate_newline {
                     arena.push(b'\n');
                 }
                 kb_core::metrics::add(&metrics.truncated, 1);
@@ -355,9 +450,7 @@ impl Preparer {
         while pos < order.len() {
             let first = &self.staged[order[pos]];
             let key = first.key.clone();
-            let limit = self
-                .max_record_size
-                .saturating_sub(key_len(&key, &out.keys));
+            let limit = self.max_record_size.saturating_sub(self.key_len(&key));
             if first.data.len() > limit {
                 let (record, size) = (first.record, first.data.len());
                 self.drop_oversize(record, size, progress, metrics, limiter);
@@ -413,25 +506,49 @@ impl Preparer {
         let mut pos = 0;
         while pos < order.len() {
             let key = self.staged[order[pos]].key.clone();
-            let limit = self
-                .max_record_size
-                .saturating_sub(key_len(&key, &out.keys));
+            let limit = self.aggregate_max_size.saturating_sub(self.key_len(&key));
             // The key inside the table: the records' key, or a random one chosen now that is
             // also the outer key, so the aggregate's table and outer key agree.
             let table_key: String = match &key {
                 Key::Fixed(r) => out.keys[r.clone()].to_string(),
                 Key::Random => {
                     let mut k = String::new();
-                    random_key(&mut rng, &mut k);
+                    random_key_of(&mut rng, &mut k, self.random_key_len);
                     k
                 }
             };
+            // `skip_aggregation_record_size`: a big record goes out on its own, plain.
+            let first = &self.staged[order[pos]];
+            if self
+                .aggregate_skip_size
+                .is_some_and(|s| first.data.len() >= s)
+            {
+                let plain_limit = self.max_record_size.saturating_sub(self.key_len(&key));
+                let (record, data) = (first.record, first.data.clone());
+                if data.len() > plain_limit {
+                    self.drop_oversize(record, data.len(), progress, metrics, limiter);
+                } else {
+                    let start = out.arena.len();
+                    out.arena.extend_from_slice(&self.staging[data]);
+                    let m = out.members.len();
+                    out.members.push(record);
+                    out.entries.push(Entry {
+                        data: start..out.arena.len(),
+                        key,
+                        members: m..m + 1,
+                    });
+                }
+                pos += 1;
+                continue;
+            }
             self.kpl.reset(&table_key);
             let m = out.members.len();
             let group_start = pos;
             while pos < order.len() {
                 let st = &self.staged[order[pos]];
-                if !same_key(&st.key, &key, &out.keys) || self.kpl.size_with(st.data.len()) > limit
+                if !same_key(&st.key, &key, &out.keys)
+                    || self.kpl.size_with(st.data.len()) > limit
+                    || self.aggregate_skip_size.is_some_and(|s| st.data.len() >= s)
                 {
                     break;
                 }
@@ -496,11 +613,27 @@ impl Preparer {
     }
 }
 
-/// Bytes the key counts against `max_record_size`.
-fn key_len(key: &Key, _keys: &str) -> usize {
-    match key {
-        Key::Random => RANDOM_KEY_LEN,
-        Key::Fixed(r) => r.len(),
+/// Length of the random keys of a plugin: the Go plugin draws 8 characters.
+pub fn random_key_len(flavour: Flavour) -> usize {
+    match flavour {
+        Flavour::GoKinesis => 8,
+        _ => RANDOM_KEY_LEN,
+    }
+}
+
+impl Preparer {
+    /// Bytes the key counts against `max_record_size` (none without keys: Firehose).
+    fn key_len(&self, key: &Key) -> usize {
+        match key {
+            _ if !self.keyed => 0,
+            Key::Random => self.random_key_len,
+            Key::Fixed(r) => r.len(),
+        }
+    }
+
+    /// Which plugin this prepares for.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 }
 

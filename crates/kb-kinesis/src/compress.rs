@@ -1,6 +1,7 @@
 //! `compression` (spec §2.6): per Kinesis record (or per simple aggregate), the same algorithms,
 //! levels and framing as Fluent Bit: gzip = one complete gzip member at zlib's default level,
-//! zstd = one frame at level 1, snappy = one raw block (no framing).
+//! zstd = one frame at level 1, snappy = one raw block (no framing). zlib (the Go `kinesis`
+//! plugin's) = one zlib stream (RFC 1950) at the default level, as Go's `compress/zlib` writes.
 //!
 //! The [`Compressor`] keeps its encoder states between records (a fresh deflate state is a few
 //! hundred KiB of allocation), and writes straight into the caller's buffer.
@@ -19,6 +20,8 @@ pub enum Compression {
     Zstd,
     /// `snappy`
     Snappy,
+    /// `zlib` (only the Go `kinesis` plugin has it)
+    Zlib,
 }
 
 impl Compression {
@@ -28,6 +31,7 @@ impl Compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
             Compression::Snappy => "snappy",
+            Compression::Zlib => "zlib",
         }
     }
 }
@@ -46,10 +50,12 @@ pub struct UnknownCompression(pub String);
 impl FromStr for Compression {
     type Err = UnknownCompression;
 
-    /// Exactly `gzip`, `zstd` or `snappy` (lower case, as Fluent Bit compares them).
+    /// Exactly `gzip`, `zstd`, `snappy` or `zlib` (lower case, as Fluent Bit compares them);
+    /// which of them a plugin takes is its configuration's business.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "gzip" => Ok(Compression::Gzip),
+            "zlib" => Ok(Compression::Zlib),
             "zstd" => Ok(Compression::Zstd),
             "snappy" => Ok(Compression::Snappy),
             _ => Err(UnknownCompression(s.to_owned())),
@@ -82,6 +88,7 @@ const ZSTD_LEVEL: i32 = 1;
 #[derive(Default)]
 pub struct Compressor {
     deflate: Option<Compress>,
+    zlib: Option<Compress>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
     snappy: Option<snap::raw::Encoder>,
     failures: u64,
@@ -126,6 +133,7 @@ impl Compressor {
             Compression::Gzip => self.gzip(input, out),
             Compression::Zstd => self.zstd(input, out),
             Compression::Snappy => self.snappy(input, out),
+            Compression::Zlib => self.zlib(input, out),
         };
         if r.is_err() {
             out.truncate(start);
@@ -157,6 +165,26 @@ impl Compressor {
         out.extend_from_slice(&crc.sum().to_le_bytes());
         // ISIZE is the length modulo 2^32 (RFC 1952).
         out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+        Ok(())
+    }
+
+    fn zlib(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+        let z = self
+            .zlib
+            .get_or_insert_with(|| Compress::new(flate2::Compression::default(), true));
+        z.reset();
+        out.reserve(input.len() + input.len() / 1000 + 64);
+        let in_before = z.total_in();
+        loop {
+            let consumed = (z.total_in() - in_before) as usize;
+            let status = z
+                .compress_vec(&input[consumed..], out, FlushCompress::Finish)
+                .map_err(CompressError::Gzip)?;
+            if status == Status::StreamEnd {
+                break;
+            }
+            out.reserve(out.capacity().max(64));
+        }
         Ok(())
     }
 

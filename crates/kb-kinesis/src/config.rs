@@ -23,8 +23,56 @@ const fn key(
 
 use KeyType::{Bool, Size, Str, Time};
 
-/// Every key the output accepts besides the engine's generic ones.
-pub const KEYS: &[KeySpec] = &[
+/// The keys every plugin of the family shares after its own: port, TLS, network, storage.
+macro_rules! key_table {
+    ($($own:expr),* $(,)?) => {
+        &[
+            $($own,)*
+            key("port", KeyType::Int, Some("443"), "TCP port of the endpoint (80 for http:// endpoints)."),
+            key("host", Str, None, "Generic key: accepted, no effect."),
+            key("ipv6", Bool, None, "Generic key: accepted, no effect."),
+            key("tls", Bool, None, "Generic key: accepted, no effect; the endpoint's scheme decides."),
+            key("tls.verify", Bool, Some("on"), "Verify the server certificate."),
+            key("tls.verify_hostname", Bool, Some("on"), "Check that the certificate names the host."),
+            key("tls.ca_file", Str, None, "CA certificates (PEM) that replace the system trust store."),
+            key("tls.ca_path", Str, None, "Directory of CA certificates (PEM) that replace the system trust store."),
+            key("tls.crt_file", Str, None, "Client certificate (PEM)."),
+            key("tls.key_file", Str, None, "Client private key (PEM)."),
+            key("tls.key_passwd", Str, None, "Password of an encrypted client private key."),
+            key("tls.vhost", Str, None, "TLS server name (SNI) and the name verified."),
+            key("tls.debug", KeyType::Int, Some("1"), "TLS debug verbosity (diagnostics appear at log_level debug)."),
+            key("tls.min_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Lowest TLS version: TLSv1.2 or TLSv1.3."),
+            key("tls.max_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Highest TLS version: TLSv1.2 or TLSv1.3."),
+            key("tls.ciphers", Str, None, "Accepted, no effect (rustls chooses its cipher suites)."),
+            key("tls.proxy.ca_file", Str, None, "CA certificates for an https:// proxy."),
+            key("tls.proxy.ca_path", Str, None, "CA certificate directory for an https:// proxy."),
+            key("tls.proxy.verify", Bool, Some("on"), "Verify an https:// proxy's certificate."),
+            key("tls.proxy.verify_hostname", Bool, Some("on"), "Check that an https:// proxy's certificate names it."),
+            key("tls.windows.certstore_name", Str, None, "Windows only: accepted, no effect."),
+            key("tls.windows.use_enterprise_store", Bool, None, "Windows only: accepted, no effect."),
+            key("net.keepalive", Bool, Some("on"), "Reuse connections."),
+            key("net.keepalive_idle_timeout", Time, Some("30"), "Close connections idle this long (seconds)."),
+            key("net.keepalive_max_recycle", KeyType::Int, Some("2000"), "Requests per connection before it is replaced."),
+            key("net.connect_timeout", Time, Some("10"), "Seconds to connect, including the TLS handshake."),
+            key("net.connect_timeout_log_error", Bool, Some("true"), "Log connect timeouts as errors."),
+            key("net.io_timeout", Time, Some("0"), "Seconds a request may take; 0 still means a 60 s deadline."),
+            key("net.source_address", Str, None, "Local address to connect from."),
+            key("net.tcp_keepalive", Bool, Some("off"), "TCP keepalive probes."),
+            key("net.tcp_keepalive_time", KeyType::SignedInt, Some("-1"), "TCP keepalive idle time."),
+            key("net.tcp_keepalive_interval", KeyType::SignedInt, Some("-1"), "TCP keepalive interval."),
+            key("net.tcp_keepalive_probes", KeyType::SignedInt, Some("-1"), "TCP keepalive probes."),
+            key("net.dns.mode", Str, None, "Accepted, no effect."),
+            key("net.dns.resolver", Str, None, "Accepted, no effect."),
+            key("net.dns.prefer_ipv4", Bool, Some("false"), "Accepted, no effect."),
+            key("net.max_worker_connections", KeyType::Int, Some("0"), "Connections per worker (0 = unlimited)."),
+            key("net.proxy_env_ignore", Bool, Some("off"), "Ignore HTTP_PROXY/HTTPS_PROXY/NO_PROXY."),
+            key("storage.total_limit_size", Size, None, "Cap on this output's filesystem backlog."),
+        ]
+    };
+}
+
+/// Every key `kinesis_streams` accepts besides the engine's generic ones.
+pub const KEYS: &[KeySpec] = key_table![
     key("region", Str, None, "The AWS region of your Kinesis stream"),
     key("stream", Str, None, "Kinesis stream name"),
     key("time_key", Str, None, "Add the timestamp to the record under this key. By default the timestamp from Fluent Bit will not be added to records sent to Kinesis."),
@@ -45,46 +93,138 @@ pub const KEYS: &[KeySpec] = &[
     key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("drop"), "(kinesis-bit) What to do with records over max_record_size: drop or truncate."),
     key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeStreamSummary at startup and fail when the stream is not usable."),
     key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Kinesis and STS traffic."),
-    key("port", KeyType::Int, Some("443"), "TCP port of the Kinesis endpoint (80 for http:// endpoints)."),
-    key("host", Str, None, "Generic key: accepted, no effect."),
-    key("ipv6", Bool, None, "Generic key: accepted, no effect."),
-    key("tls", Bool, None, "Generic key: accepted, no effect; the endpoint's scheme decides."),
-    key("tls.verify", Bool, Some("on"), "Verify the server certificate."),
-    key("tls.verify_hostname", Bool, Some("on"), "Check that the certificate names the host."),
-    key("tls.ca_file", Str, None, "CA certificates (PEM) that replace the system trust store."),
-    key("tls.ca_path", Str, None, "Directory of CA certificates (PEM) that replace the system trust store."),
-    key("tls.crt_file", Str, None, "Client certificate (PEM)."),
-    key("tls.key_file", Str, None, "Client private key (PEM)."),
-    key("tls.key_passwd", Str, None, "Password of an encrypted client private key."),
-    key("tls.vhost", Str, None, "TLS server name (SNI) and the name verified."),
-    key("tls.debug", KeyType::Int, Some("1"), "TLS debug verbosity (diagnostics appear at log_level debug)."),
-    key("tls.min_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Lowest TLS version: TLSv1.2 or TLSv1.3."),
-    key("tls.max_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Highest TLS version: TLSv1.2 or TLSv1.3."),
-    key("tls.ciphers", Str, None, "Accepted, no effect (rustls chooses its cipher suites)."),
-    key("tls.proxy.ca_file", Str, None, "CA certificates for an https:// proxy."),
-    key("tls.proxy.ca_path", Str, None, "CA certificate directory for an https:// proxy."),
-    key("tls.proxy.verify", Bool, Some("on"), "Verify an https:// proxy's certificate."),
-    key("tls.proxy.verify_hostname", Bool, Some("on"), "Check that an https:// proxy's certificate names it."),
-    key("tls.windows.certstore_name", Str, None, "Windows only: accepted, no effect."),
-    key("tls.windows.use_enterprise_store", Bool, None, "Windows only: accepted, no effect."),
-    key("net.keepalive", Bool, Some("on"), "Reuse connections."),
-    key("net.keepalive_idle_timeout", Time, Some("30"), "Close connections idle this long (seconds)."),
-    key("net.keepalive_max_recycle", KeyType::Int, Some("2000"), "Requests per connection before it is replaced."),
-    key("net.connect_timeout", Time, Some("10"), "Seconds to connect, including the TLS handshake."),
-    key("net.connect_timeout_log_error", Bool, Some("true"), "Log connect timeouts as errors."),
-    key("net.io_timeout", Time, Some("0"), "Seconds a request may take; 0 still means a 60 s deadline."),
-    key("net.source_address", Str, None, "Local address to connect from."),
-    key("net.tcp_keepalive", Bool, Some("off"), "TCP keepalive probes."),
-    key("net.tcp_keepalive_time", KeyType::SignedInt, Some("-1"), "TCP keepalive idle time."),
-    key("net.tcp_keepalive_interval", KeyType::SignedInt, Some("-1"), "TCP keepalive interval."),
-    key("net.tcp_keepalive_probes", KeyType::SignedInt, Some("-1"), "TCP keepalive probes."),
-    key("net.dns.mode", Str, None, "Accepted, no effect."),
-    key("net.dns.resolver", Str, None, "Accepted, no effect."),
-    key("net.dns.prefer_ipv4", Bool, Some("false"), "Accepted, no effect."),
-    key("net.max_worker_connections", KeyType::Int, Some("0"), "Connections per worker (0 = unlimited)."),
-    key("net.proxy_env_ignore", Bool, Some("off"), "Ignore HTTP_PROXY/HTTPS_PROXY/NO_PROXY."),
-    key("storage.total_limit_size", Size, None, "Cap on this output's filesystem backlog."),
 ];
+
+/// Every key `kinesis_firehose` accepts besides the engine's generic ones: Fluent Bit's, then
+/// the extras of `kinesis_streams` that apply to Firehose.
+pub const FIREHOSE_KEYS: &[KeySpec] = key_table![
+    key("region", Str, None, "The AWS region of your delivery stream"),
+    key("delivery_stream", Str, None, "Firehose delivery stream name"),
+    key("time_key", Str, None, "Add the timestamp to the record under this key. By default the timestamp from Fluent Bit will not be added to records sent to Kinesis."),
+    key("time_key_format", Str, Some("%Y-%m-%dT%H:%M:%S"), "strftime compliant format string for the timestamp; for example, the default is '%Y-%m-%dT%H:%M:%S'. Supports millisecond precision with '%3N' and supports nanosecond precision with '%9N' and '%L'; for example, adding '%3N' to support millisecond '%Y-%m-%dT%H:%M:%S.%3N'. This option is used with time_key."),
+    key("log_key", Str, None, "By default, the whole log record will be sent to Firehose. If you specify a key name with this option, then only the value of that key will be sent to Firehose. For example, if you are using the Fluentd Docker log driver, you can specify `log_key log` and only the log message will be sent to Firehose."),
+    key("compression", Str, None, "Compression type for Firehose records: gzip, zstd or snappy. Each log record is individually compressed and sent to Firehose."),
+    key("role_arn", Str, None, "ARN of an IAM role to assume (ex. for cross account access)."),
+    key("external_id", Str, None, "Specify an external ID for the STS API, can be used with the role_arn parameter if your role requires an external ID."),
+    key("endpoint", Str, None, "Specify a custom endpoint for the Firehose API (host, host:port, https://host[:port] or http://host[:port] for local emulators)."),
+    key("sts_endpoint", Str, None, "Custom endpoint for the STS API."),
+    key("auto_retry_requests", Bool, Some("true"), "Immediately retry failed requests to AWS services once. This option does not affect the normal Fluent Bit retry mechanism with backoff. Instead, it enables an immediate retry with no delay for networking errors, which may help improve throughput when there are transient/random networking issues."),
+    key("profile", Str, None, "AWS Profile name. AWS Profiles can be configured with AWS CLI and are usually stored in $HOME/.aws/ directory."),
+    key("simple_aggregation", Bool, Some("false"), "Enable simple aggregation to combine multiple records into single API calls. This reduces the number of requests and can improve throughput for small records."),
+    key("append_newline", Bool, Some("true"), "(kinesis-bit) Append a newline to each record."),
+    key("max_record_size", Size, Some("1024000"), "(kinesis-bit) Largest record (Data) in bytes, 1024 to 1024000 (Firehose's limit)."),
+    key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("drop"), "(kinesis-bit) What to do with records over max_record_size: drop or truncate."),
+    key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeDeliveryStream at startup and fail when the delivery stream is not ACTIVE."),
+    key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Firehose and STS traffic."),
+];
+
+/// Every key `kinesis` (the Go plugin amazon-kinesis-streams-for-fluent-bit) accepts.
+pub const GO_KINESIS_KEYS: &[KeySpec] = key_table![
+    key("region", Str, None, "The region which your Kinesis Data Stream is in."),
+    key("stream", Str, None, "The name of the Kinesis Data Stream that you want log records sent to."),
+    key("partition_key", Str, None, "The key of the record whose value is the partition key; a->b names a key nested under another. A random key is used when the value is missing or not a string."),
+    key("data_keys", Str, None, "Comma-separated keys: only these keys and values are sent."),
+    key("log_key", Str, None, "Send only the value of this key."),
+    key("role_arn", Str, None, "ARN of an IAM role to assume (for cross account access)."),
+    key("endpoint", Str, None, "Specify a custom endpoint for the Kinesis Streams API."),
+    key("sts_endpoint", Str, None, "Specify a custom endpoint for the STS API; used to assume your custom role provided with role_arn."),
+    key("append_newline", Bool, Some("false"), "Add a newline after each log record."),
+    key("time_key", Str, None, "Add the timestamp to the record under this key."),
+    key("time_key_format", Str, Some("%Y-%m-%dT%H:%M:%S"), "strftime compliant format string for the timestamp; %L is milliseconds and %f microseconds. This option is used with time_key."),
+    key("experimental_concurrency", KeyType::SignedInt, Some("0"), "0 to 10, accepted for compatibility: flushes run in parallel with 'workers'."),
+    key("experimental_concurrency_retries", KeyType::SignedInt, Some("4"), "Accepted for compatibility: kinesis-bit never drops records after these retries; retry_limit applies."),
+    key("aggregation", Bool, Some("false"), "KPL aggregation of records."),
+    key("aggregation_maximum_record_size", KeyType::SignedInt, None, "Largest aggregated record in bytes (default: max_record_size)."),
+    key("skip_aggregation_record_size", KeyType::SignedInt, Some("20480"), "Records of at least this many bytes are sent without aggregation."),
+    key("compression", Str, None, "Compression of each record: zlib, gzip or none."),
+    key("replace_dots", Str, None, "Replace dots in key names with this value."),
+    key("http_request_timeout", KeyType::SignedInt, Some("0"), "Timeout in seconds of one PutRecords call; 0 means a 60 s deadline."),
+    key("external_id", Str, None, "(kinesis-bit) External ID for the STS AssumeRole call with role_arn."),
+    key("profile", Str, None, "(kinesis-bit) AWS Profile name."),
+    key("auto_retry_requests", Bool, Some("true"), "(kinesis-bit) Immediately retry a request once after a network error."),
+    key("max_record_size", Size, Some("1048576"), "(kinesis-bit) Largest record (Data plus partition key) in bytes, 1024 to 10485760."),
+    key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("truncate"), "(kinesis-bit) What to do with records over max_record_size: truncate (as the Go plugin does) or drop."),
+    key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeStreamSummary at startup and fail when the stream is not usable."),
+    key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Kinesis and STS traffic."),
+];
+
+/// Every key `firehose` (the Go plugin amazon-kinesis-firehose-for-fluent-bit) accepts.
+pub const GO_FIREHOSE_KEYS: &[KeySpec] = key_table![
+    key("region", Str, None, "The region which your Firehose delivery stream(s) is/are in."),
+    key("delivery_stream", Str, None, "The name of the delivery stream that you want log records sent to."),
+    key("data_keys", Str, None, "Comma-separated keys: only these keys and values are sent."),
+    key("log_key", Str, None, "Send only the value of this key."),
+    key("role_arn", Str, None, "ARN of an IAM role to assume (for cross account access)."),
+    key("endpoint", Str, None, "Specify a custom endpoint for the Kinesis Firehose API."),
+    key("sts_endpoint", Str, None, "Specify a custom endpoint for the STS API; used to assume your custom role provided with role_arn."),
+    key("time_key", Str, None, "Add the timestamp to the record under this key."),
+    key("time_key_format", Str, Some("%Y-%m-%dT%H:%M:%S"), "strftime compliant format string for the timestamp; %L is milliseconds and %f microseconds. This option is used with time_key."),
+    key("replace_dots", Str, None, "Replace dots in key names with this value."),
+    key("simple_aggregation", Bool, Some("false"), "Join as many records as fit into one Firehose record, delimited by newlines."),
+    key("external_id", Str, None, "(kinesis-bit) External ID for the STS AssumeRole call with role_arn."),
+    key("profile", Str, None, "(kinesis-bit) AWS Profile name."),
+    key("auto_retry_requests", Bool, Some("true"), "(kinesis-bit) Immediately retry a request once after a network error."),
+    key("max_record_size", Size, Some("1024000"), "(kinesis-bit) Largest record (Data) in bytes, 1024 to 1024000 (Firehose's limit)."),
+    key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("drop"), "(kinesis-bit) What to do with records over max_record_size: drop (as the Go plugin does) or truncate."),
+    key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeDeliveryStream at startup and fail when the delivery stream is not ACTIVE."),
+    key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Firehose and STS traffic."),
+];
+
+/// Which plugin of the family a configuration is for: the service it sends to and the plugin
+/// whose keys and record format it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Fluent Bit's `kinesis_streams`.
+    KinesisStreams,
+    /// Fluent Bit's `kinesis_firehose`.
+    KinesisFirehose,
+    /// The Go plugin `kinesis` (amazon-kinesis-streams-for-fluent-bit).
+    GoKinesis,
+    /// The Go plugin `firehose` (amazon-kinesis-firehose-for-fluent-bit).
+    GoFirehose,
+}
+
+impl Flavour {
+    /// The plugin name.
+    pub fn plugin(self) -> &'static str {
+        match self {
+            Flavour::KinesisStreams => "kinesis_streams",
+            Flavour::KinesisFirehose => "kinesis_firehose",
+            Flavour::GoKinesis => "kinesis",
+            Flavour::GoFirehose => "firehose",
+        }
+    }
+
+    /// The key table.
+    pub fn keys(self) -> &'static [KeySpec] {
+        match self {
+            Flavour::KinesisStreams => KEYS,
+            Flavour::KinesisFirehose => FIREHOSE_KEYS,
+            Flavour::GoKinesis => GO_KINESIS_KEYS,
+            Flavour::GoFirehose => GO_FIREHOSE_KEYS,
+        }
+    }
+
+    /// Whether records are formatted as the Go plugins do (sorted keys, Go's JSON escaping,
+    /// `data_keys`, `replace_dots`, Go's strftime).
+    pub fn is_go(self) -> bool {
+        matches!(self, Flavour::GoKinesis | Flavour::GoFirehose)
+    }
+
+    /// Whether it sends to Firehose.
+    pub fn is_firehose(self) -> bool {
+        matches!(self, Flavour::KinesisFirehose | Flavour::GoFirehose)
+    }
+
+    /// The key naming the destination.
+    pub fn destination_key(self) -> &'static str {
+        if self.is_firehose() {
+            "delivery_stream"
+        } else {
+            "stream"
+        }
+    }
+}
 
 /// What to do with a record over `max_record_size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,11 +241,14 @@ pub enum Aggregation {
     Kpl,
 }
 
-/// The validated configuration of one `kinesis_streams` instance.
+/// The validated configuration of one output instance of the family.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub instance: String,
+    /// Which plugin this is.
+    pub flavour: Flavour,
     pub region: String,
+    /// The stream, or the delivery stream for Firehose.
     pub stream: String,
     pub time_key: Option<String>,
     pub time_key_format: String,
@@ -129,15 +272,49 @@ pub struct Settings {
     pub proxy_tls: TlsOptions,
     pub net: NetOptions,
     pub escape_unicode: bool,
+    /// Go plugins: `data_keys` (empty: every key).
+    pub data_keys: Vec<String>,
+    /// Go plugins: `replace_dots`.
+    pub replace_dots: Option<String>,
+    /// `kinesis`: `partition_key`, split at `->`.
+    pub key_path: Option<Vec<String>>,
+    /// The largest KPL aggregate (Data plus key); `max_record_size` unless
+    /// `aggregation_maximum_record_size` says less.
+    pub aggregate_max_size: usize,
+    /// `kinesis`: records of at least this many bytes are not aggregated.
+    pub aggregate_skip_size: Option<usize>,
     /// Startup warnings to log (unknown time conversions, keys without effect, ...).
     pub warnings: Vec<String>,
 }
 
-/// Kinesis stream names: 1–128 characters of `A-Z a-z 0-9 _ . -`.
-fn valid_stream_name(s: &str) -> bool {
-    (1..=128).contains(&s.len())
+/// Kinesis stream names: 1–128 characters of `A-Z a-z 0-9 _ . -`; delivery stream names the
+/// same with at most 64.
+fn valid_stream_name(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A non-negative integer key of the Go plugins (`strconv.Atoi` and a sign check).
+fn go_non_negative(p: &Props, k: &str, errors: &mut Vec<ConfigError>) -> Option<i64> {
+    let v = p.get(k)?;
+    match v.value.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => Some(n),
+        Ok(_) => {
+            errors.push(p.error(
+                k,
+                format!(
+                    "Invalid '{k}' value ({}) specified, must be a non-negative number",
+                    v.value
+                ),
+            ));
+            None
+        }
+        Err(_) => {
+            errors.push(p.error(k, format!("Invalid '{k}' value ({}) specified", v.value)));
+            None
+        }
+    }
 }
 
 fn tls_version(p: &Props, key: &str) -> Option<TlsVersion> {
@@ -148,8 +325,35 @@ fn tls_version(p: &Props, key: &str) -> Option<TlsVersion> {
     }
 }
 
-/// Validate `p` into [`Settings`], reporting every problem with its location.
+/// Validate the properties of a `kinesis_streams` section into [`Settings`], reporting every
+/// problem with its location.
 pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigError>> {
+    parse_flavour(p, escape_unicode, Flavour::KinesisStreams)
+}
+
+/// Validate the properties of a section of plugin `flavour` into [`Settings`], reporting every
+/// problem with its location.
+pub fn parse_flavour(
+    p: &Props,
+    escape_unicode: bool,
+    flavour: Flavour,
+) -> Result<Settings, Vec<ConfigError>> {
+    let plugin = flavour.plugin();
+    let (service, max_size, default_size) = if flavour.is_firehose() {
+        use crate::service::{Firehose, Service};
+        (
+            Firehose::SIGNING_NAME,
+            Firehose::MAX_RECORD_SIZE,
+            Firehose::DEFAULT_RECORD_SIZE,
+        )
+    } else {
+        use crate::service::{Service, Streams};
+        (
+            Streams::SIGNING_NAME,
+            Streams::MAX_RECORD_SIZE,
+            Streams::DEFAULT_RECORD_SIZE,
+        )
+    };
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut check = |r: Result<(), ConfigError>| {
@@ -170,16 +374,21 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
             format!("invalid region '{region}': it must be non-empty and contain no whitespace"),
         )));
     }
-    let stream = p.str("stream").unwrap_or("").to_string();
-    if p.str("stream").is_none() {
-        check(Err(p.error("stream", "'stream' is a required field")));
-    } else if !valid_stream_name(&stream) {
-        check(Err(p.error("stream", format!("invalid stream name '{stream}': use 1-128 characters of A-Z, a-z, 0-9, '_', '.' and '-'"))));
+    let dest_key = flavour.destination_key();
+    let stream = p.str(dest_key).unwrap_or("").to_string();
+    let name_max = if flavour.is_firehose() { 64 } else { 128 };
+    if p.str(dest_key).is_none() {
+        check(Err(
+            p.error(dest_key, format!("'{dest_key}' is a required field"))
+        ));
+    } else if !valid_stream_name(&stream, name_max) {
+        check(Err(p.error(dest_key, format!("invalid {} name '{stream}': use 1-{name_max} characters of A-Z, a-z, 0-9, '_', '.' and '-'", dest_key.replace('_', " ")))));
     }
 
     let time_key = opt("time_key");
     let log_key = opt("log_key");
-    if time_key.is_some() && log_key.is_some() {
+    // The Go plugins take both: the time is added to the record, then log_key picks a value.
+    if time_key.is_some() && log_key.is_some() && !flavour.is_go() {
         check(Err(p.error(
             "time_key",
             "'time_key' and 'log_key' can not be used together",
@@ -189,21 +398,82 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
         .str("time_key_format")
         .unwrap_or("%Y-%m-%dT%H:%M:%S")
         .to_string();
-    let (_, unknown) = TimeFormat::compile(&time_key_format);
-    for w in unknown {
-        warnings.push(format!("time_key_format: {w}"));
+    if flavour.is_go() {
+        if let Err(e) = TimeFormat::compile_go(&time_key_format) {
+            check(Err(p.error(
+                "time_key_format",
+                format!("Issue with strftime format in 'time_key_format': {e}"),
+            )));
+        }
+    } else {
+        let (_, unknown) = TimeFormat::compile(&time_key_format);
+        for w in unknown {
+            warnings.push(format!("time_key_format: {w}"));
+        }
     }
 
     let compression = match p.str("compression") {
         None => None,
-        Some(c) => match c.parse::<Compression>() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                check(Err(p.error("compression", e.to_string())));
+        // The Go plugin: zlib or gzip, any case; `none` is none.
+        Some(c) if flavour == Flavour::GoKinesis => match c.to_ascii_lowercase().as_str() {
+            "none" => None,
+            "zlib" => Some(Compression::Zlib),
+            "gzip" => Some(Compression::Gzip),
+            _ => {
+                check(Err(p.error("compression", format!("Invalid 'compression' value ({c}) specified, must be 'zlib', 'gzip', 'none', or undefined"))));
                 None
             }
         },
+        Some(c) => match c.parse::<Compression>() {
+            Ok(Compression::Zlib) | Err(_) => {
+                check(Err(
+                    p.error("compression", format!("unknown compression: {c}"))
+                ));
+                None
+            }
+            Ok(c) => Some(c),
+        },
     };
+
+    let mut data_keys = Vec::new();
+    if let Some(k) = p.str("data_keys") {
+        // The Go plugin splits at ',' after trimming the whole value; each key is trimmed
+        // too, so 'log, stream' means what it says.
+        data_keys = k
+            .trim()
+            .split(',')
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+    }
+    let replace_dots = opt("replace_dots");
+    let mut key_path = None;
+    if flavour == Flavour::GoKinesis {
+        if let Some(pk) = p.str("partition_key") {
+            if pk == "log" {
+                check(Err(p.error(
+                    "partition_key",
+                    "'log' cannot be set as the partition key",
+                )));
+            }
+            key_path = Some(pk.split("->").map(str::to_string).collect::<Vec<_>>());
+        }
+        let mut errs = Vec::new();
+        if let Some(n) = go_non_negative(p, "experimental_concurrency", &mut errs) {
+            if n > 10 {
+                errs.push(p.error("experimental_concurrency", format!("Invalid 'experimental_concurrency' value ({n}) specified, must be less than or equal to 10")));
+            } else if n > 0
+                && p.get("experimental_concurrency")
+                    .is_some_and(|x| x.location != kb_config::Location::Default)
+            {
+                warnings.push(format!("'experimental_concurrency {n}' is accepted for compatibility: flushes run one after another per worker; set 'workers {n}' for parallel flushes (records are never dropped after experimental_concurrency_retries; retry_limit applies)"));
+            }
+        }
+        go_non_negative(p, "experimental_concurrency_retries", &mut errs);
+        for e in errs {
+            check(Err(e));
+        }
+    }
 
     let port_key = match p.get("port") {
         Some(prop) if prop.location != kb_config::Location::Default => {
@@ -228,9 +498,9 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
             check(Err(
                 p.error("endpoint", format!("invalid endpoint '{e}': {err}"))
             ));
-            Endpoint::default_for("kinesis", &region, port_key)
+            Endpoint::default_for(service, &region, port_key)
         }),
-        None => Endpoint::default_for("kinesis", &region, port_key),
+        None => Endpoint::default_for(service, &region, port_key),
     };
     let sts_endpoint = p
         .str("sts_endpoint")
@@ -256,21 +526,48 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
         .size("max_record_size")
         .ok()
         .flatten()
-        .unwrap_or(1_048_576);
-    if !(1024..=10_485_760).contains(&max_record_size) {
-        check(Err(p.error("max_record_size", format!("max_record_size {max_record_size} is out of range: use 1024 to 10485760 bytes (10 MiB)"))));
+        .unwrap_or(default_size as u64);
+    if !(1024..=max_size as u64).contains(&max_record_size) {
+        let limit = if flavour.is_firehose() {
+            "1024000 bytes (Firehose's 1,000 KiB)"
+        } else {
+            "10485760 bytes (10 MiB)"
+        };
+        check(Err(p.error(
+            "max_record_size",
+            format!("max_record_size {max_record_size} is out of range: use 1024 to {limit}"),
+        )));
     }
-    if let Some(pk) = p.str("partition_key") {
-        if let Err(e) = RecordAccessor::parse(pk) {
-            check(Err(p.error(
-                "partition_key",
-                format!("invalid partition_key '{pk}': {e}"),
-            )));
+    let mut partition_key = None;
+    if flavour == Flavour::KinesisStreams {
+        if let Some(pk) = p.str("partition_key") {
+            if let Err(e) = RecordAccessor::parse(pk) {
+                check(Err(p.error(
+                    "partition_key",
+                    format!("invalid partition_key '{pk}': {e}"),
+                )));
+            }
+            partition_key = Some(pk.to_string());
         }
     }
     let simple = flag("simple_aggregation", false);
     let kpl = flag("aggregation", false);
-    let append_newline = flag("append_newline", true);
+    // The Go `kinesis` appends a newline only when asked; every other plugin by default.
+    let append_newline = flag("append_newline", flavour != Flavour::GoKinesis);
+    let mut aggregate_max_size = max_record_size as usize;
+    let mut aggregate_skip_size = None;
+    if flavour == Flavour::GoKinesis {
+        let mut errs = Vec::new();
+        if let Some(n) = go_non_negative(p, "aggregation_maximum_record_size", &mut errs) {
+            aggregate_max_size = aggregate_max_size.min(n as usize);
+        }
+        if let Some(n) = go_non_negative(p, "skip_aggregation_record_size", &mut errs) {
+            aggregate_skip_size = Some(n as usize);
+        }
+        for e in errs {
+            check(Err(e));
+        }
+    }
     if simple && kpl {
         check(Err(p.error(
             "aggregation",
@@ -331,7 +628,16 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
         ..TlsOptions::default()
     };
     let secs = |k: &str, d: u64| Duration::from_secs(p.time_secs(k).ok().flatten().unwrap_or(d));
-    let io_timeout = secs("net.io_timeout", 0);
+    let mut io_timeout = secs("net.io_timeout", 0);
+    if flavour == Flavour::GoKinesis {
+        let mut errs = Vec::new();
+        if let Some(n) = go_non_negative(p, "http_request_timeout", &mut errs) {
+            if n > 0 {
+                io_timeout = Duration::from_secs(n as u64);
+            }
+        }
+        file_errors.extend(errs);
+    }
     let source_address = p.str("net.source_address").and_then(|a| match a.parse() {
         Ok(ip) => Some(ip),
         Err(_) => {
@@ -370,13 +676,13 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
         if p.get(k)
             .is_some_and(|x| x.location != kb_config::Location::Default)
         {
-            warnings.push(format!("'{k}' has no effect on kinesis_streams"));
+            warnings.push(format!("'{k}' has no effect on {plugin}"));
         }
     }
     if opt("external_id").is_some() && opt("role_arn").is_none() {
         warnings.push("'external_id' is set without 'role_arn': it is not used".into());
     }
-    let tls_keys_set = KEYS.iter().any(|k| {
+    let tls_keys_set = flavour.keys().iter().any(|k| {
         k.name.starts_with("tls.")
             && p.get(k.name)
                 .is_some_and(|x| x.location != kb_config::Location::Default)
@@ -397,6 +703,7 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
     }
     Ok(Settings {
         instance: p.instance.clone(),
+        flavour,
         region,
         stream,
         time_key,
@@ -416,7 +723,7 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
             Aggregation::None
         },
         compression,
-        partition_key: opt("partition_key"),
+        partition_key,
         append_newline,
         max_record_size: max_record_size as usize,
         oversize_policy,
@@ -427,6 +734,11 @@ pub fn parse(p: &Props, escape_unicode: bool) -> Result<Settings, Vec<ConfigErro
         proxy_tls,
         net,
         escape_unicode,
+        data_keys,
+        replace_dots,
+        key_path,
+        aggregate_max_size,
+        aggregate_skip_size,
         warnings,
     })
 }

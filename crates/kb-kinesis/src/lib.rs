@@ -1,6 +1,9 @@
-//! The `kinesis_streams` output: formats each event (JSON, `time_key`, `log_key`, compression),
-//! picks partition keys, batches records into PutRecords requests within the service limits,
-//! signs and sends them, and retries only the entries Kinesis did not accept.
+//! The Kinesis family of outputs: `kinesis_streams` and `kinesis_firehose` (Fluent Bit's C
+//! plugins) and `kinesis` and `firehose` (the Go plugins of aws-for-fluent-bit), on one sink.
+//! Each formats events (JSON, `time_key`, `log_key`, compression; the Go plugins' own record
+//! format for the last two), picks partition keys (Streams), batches records into put requests
+//! within the service's limits, signs and sends them, and retries only the entries the service
+//! did not accept. [`service`] is the seam between the one flush loop and the two services.
 
 pub mod accessor;
 pub mod aggregate;
@@ -9,10 +12,14 @@ pub mod compress;
 pub mod config;
 pub mod encode;
 pub mod format;
+pub mod gofmt;
 pub mod metrics;
 pub mod output;
 pub mod ratelimit;
 pub mod response;
 mod response_scan;
 pub mod send;
+pub mod service;
 pub mod time_format;
+
+pub use output::plugins;

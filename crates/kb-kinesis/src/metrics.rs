@@ -1,5 +1,7 @@
 //! The output's own counters (spec §10), registered in the engine's registry with the
 //! instance name as the `name` label. Handles are looked up once; the flush path only adds.
+//! Each plugin has its own names, `fluentbit_<plugin>_…` ([`MetricNames`]), so the counters of
+//! `kinesis_streams` keep their names and the Firehose plugins get theirs.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -7,10 +9,50 @@ use std::time::Duration;
 
 use kb_core::metrics::{add, Metrics};
 
-const PREFIX_REQUESTS: &str = "fluentbit_kinesis_streams_requests_total";
-const DROPPED: &str = "fluentbit_kinesis_streams_dropped_records_total";
-const RECORD_ERRORS: &str = "fluentbit_kinesis_streams_record_errors_total";
-const DURATION_BUCKET: &str = "fluentbit_kinesis_streams_request_duration_seconds_bucket";
+/// The counter names of one plugin (the registry takes `&'static str` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricNames {
+    pub requests: &'static str,
+    pub dropped: &'static str,
+    pub record_errors: &'static str,
+    pub duration_bucket: &'static str,
+    pub duration_sum_micros: &'static str,
+    pub duration_count: &'static str,
+    pub in_flush_retries: &'static str,
+    pub request_splits: &'static str,
+    pub sent_bytes: &'static str,
+    pub partition_key_fallbacks: &'static str,
+    pub credential_refreshes: &'static str,
+    pub truncated: &'static str,
+}
+
+macro_rules! metric_names {
+    ($prefix:literal) => {
+        MetricNames {
+            requests: concat!($prefix, "_requests_total"),
+            dropped: concat!($prefix, "_dropped_records_total"),
+            record_errors: concat!($prefix, "_record_errors_total"),
+            duration_bucket: concat!($prefix, "_request_duration_seconds_bucket"),
+            duration_sum_micros: concat!($prefix, "_request_duration_seconds_sum_micros"),
+            duration_count: concat!($prefix, "_request_duration_seconds_count"),
+            in_flush_retries: concat!($prefix, "_in_flush_retries_total"),
+            request_splits: concat!($prefix, "_request_splits_total"),
+            sent_bytes: concat!($prefix, "_sent_bytes_total"),
+            partition_key_fallbacks: concat!($prefix, "_partition_key_fallbacks_total"),
+            credential_refreshes: concat!($prefix, "_credential_refreshes_total"),
+            truncated: concat!($prefix, "_truncated_records_total"),
+        }
+    };
+}
+
+/// `kinesis_streams`: `fluentbit_kinesis_streams_*`.
+pub const KINESIS_STREAMS: MetricNames = metric_names!("fluentbit_kinesis_streams");
+/// `kinesis_firehose`: `fluentbit_kinesis_firehose_*`.
+pub const KINESIS_FIREHOSE: MetricNames = metric_names!("fluentbit_kinesis_firehose");
+/// `kinesis` (the Go plugin's name): `fluentbit_kinesis_*`.
+pub const KINESIS_GO: MetricNames = metric_names!("fluentbit_kinesis");
+/// `firehose` (the Go plugin's name): `fluentbit_firehose_*`.
+pub const FIREHOSE_GO: MetricNames = metric_names!("fluentbit_firehose");
 
 /// Upper bounds (seconds) of the request latency histogram buckets.
 pub const DURATION_BOUNDS: [f64; 11] = [
@@ -92,6 +134,7 @@ impl DropReason {
 #[derive(Debug, Clone)]
 pub struct KinesisMetrics {
     registry: Arc<Metrics>,
+    names: MetricNames,
     name: String,
     requests: Vec<Arc<AtomicU64>>,
     dropped: Vec<Arc<AtomicU64>>,
@@ -113,8 +156,14 @@ pub struct KinesisMetrics {
 }
 
 impl KinesisMetrics {
-    /// Register every counter of instance `name`.
+    /// Register every `kinesis_streams` counter of instance `name`.
     pub fn new(registry: Arc<Metrics>, name: &str) -> Self {
+        Self::with_names(registry, KINESIS_STREAMS, name)
+    }
+
+    /// Register every counter of instance `name` under the plugin's `names`; the partition
+    /// key fallbacks only for `partition_key`, which only Streams outputs have.
+    pub fn with_names(registry: Arc<Metrics>, names: MetricNames, name: &str) -> Self {
         let c = |metric: &'static str, extra: &[(&'static str, &str)]| {
             let mut labels = vec![("name", name)];
             labels.extend_from_slice(extra);
@@ -122,42 +171,42 @@ impl KinesisMetrics {
         };
         let mut buckets: Vec<Arc<AtomicU64>> = DURATION_BOUNDS
             .iter()
-            .map(|b| c(DURATION_BUCKET, &[("le", &b.to_string())]))
+            .map(|b| c(names.duration_bucket, &[("le", &b.to_string())]))
             .collect();
-        buckets.push(c(DURATION_BUCKET, &[("le", "+Inf")]));
+        buckets.push(c(names.duration_bucket, &[("le", "+Inf")]));
+        let keys = names != KINESIS_FIREHOSE && names != FIREHOSE_GO;
         KinesisMetrics {
             requests: RequestResult::ALL
                 .iter()
-                .map(|r| c(PREFIX_REQUESTS, &[("result", r.label())]))
+                .map(|r| c(names.requests, &[("result", r.label())]))
                 .collect(),
             dropped: DropReason::ALL
                 .iter()
-                .map(|r| c(DROPPED, &[("reason", r.label())]))
+                .map(|r| c(names.dropped, &[("reason", r.label())]))
                 .collect(),
             duration_buckets: buckets,
-            duration_sum_micros: c(
-                "fluentbit_kinesis_streams_request_duration_seconds_sum_micros",
-                &[],
-            ),
-            duration_count: c(
-                "fluentbit_kinesis_streams_request_duration_seconds_count",
-                &[],
-            ),
-            in_flush_retries: c("fluentbit_kinesis_streams_in_flush_retries_total", &[]),
-            request_splits: c("fluentbit_kinesis_streams_request_splits_total", &[]),
-            sent_bytes: c("fluentbit_kinesis_streams_sent_bytes_total", &[]),
-            partition_key_fallbacks: c(
-                "fluentbit_kinesis_streams_partition_key_fallbacks_total",
-                &[],
-            ),
-            refreshes_auth_error: c(
-                "fluentbit_kinesis_streams_credential_refreshes_total",
-                &[("trigger", "auth_error")],
-            ),
-            truncated: c("fluentbit_kinesis_streams_truncated_records_total", &[]),
+            duration_sum_micros: c(names.duration_sum_micros, &[]),
+            duration_count: c(names.duration_count, &[]),
+            in_flush_retries: c(names.in_flush_retries, &[]),
+            request_splits: c(names.request_splits, &[]),
+            sent_bytes: c(names.sent_bytes, &[]),
+            // Not registered (so not exported) for a service without keys.
+            partition_key_fallbacks: if keys {
+                c(names.partition_key_fallbacks, &[])
+            } else {
+                Arc::new(AtomicU64::new(0))
+            },
+            refreshes_auth_error: c(names.credential_refreshes, &[("trigger", "auth_error")]),
+            truncated: c(names.truncated, &[]),
+            names,
             name: name.to_string(),
             registry,
         }
+    }
+
+    /// The names these counters are registered under.
+    pub fn names(&self) -> MetricNames {
+        self.names
     }
 
     /// Count one request and its latency.
@@ -192,9 +241,10 @@ impl KinesisMetrics {
     /// Count `n` entries that failed with per-record `code` (error path only: looks it up).
     pub fn record_errors(&self, code: &str, n: u64) {
         add(
-            &self
-                .registry
-                .counter(RECORD_ERRORS, &[("name", &self.name), ("error_code", code)]),
+            &self.registry.counter(
+                self.names.record_errors,
+                &[("name", &self.name), ("error_code", code)],
+            ),
             n,
         );
     }

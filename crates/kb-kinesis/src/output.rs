@@ -1,5 +1,6 @@
-//! The `kinesis_streams` plugin and its workers. A flush prepares the chunk's pending records,
-//! then sends them in PutRecords requests from the front of a queue (§6.2): accepted entries
+//! The plugins of the family and their workers: one flush loop for every plugin, generic over
+//! the [`Service`] it sends to. A flush prepares the chunk's pending records, then sends them
+//! in put requests (PutRecords, PutRecordBatch) from the front of a queue (§6.2): accepted entries
 //! are marked done in the chunk's progress and never sent again, never-acceptable ones are
 //! dropped and counted, retryable ones go back to the front; after three backoff rounds in a row
 //! that delivered nothing, or on an error only time can fix, what is still queued is handed back
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use kb_aws::credentials::{CredentialCache, CredentialSettings};
 use kb_aws::endpoint::Endpoint;
-use kb_aws::error::{is_retryable_record_error, ErrorClass};
+use kb_aws::error::ErrorClass;
 use kb_aws::http::{proxy_from_env, HttpClient, ProxyOptions};
 use kb_aws::sign::ClockSkew;
 use kb_aws::sts_client::sts_http_client;
@@ -23,16 +24,17 @@ use kb_core::registry::{OutputPlugin, ServiceContext};
 use kb_core::{Chunk, Progress};
 use tokio::sync::OnceCell;
 
-use crate::accessor::random_key;
-use crate::batch::{Key, Prepared, Preparer};
-use crate::config::{self, Settings};
-use crate::encode::PutRecordsBody;
-use crate::metrics::{DropReason, KinesisMetrics, RequestResult};
+use crate::accessor::random_key_of;
+use crate::batch::{random_key_len, Key, Prepared, Preparer};
+use crate::config::{self, Flavour, Settings};
+use crate::encode::RecordsBody;
+use crate::metrics::{self as names, DropReason, KinesisMetrics, MetricNames, RequestResult};
 use crate::ratelimit::{suppressed_note, LogLimiter};
-use crate::response::{parse_put_records_response, EntryOutcome};
+use crate::response::{parse_response, EntryOutcome};
 use crate::send::{Answer, Sender};
+use crate::service::{Firehose, Service, Streams};
 
-/// The `kinesis_streams` output plugin.
+/// The `kinesis_streams` output plugin (Fluent Bit's, Kinesis Data Streams).
 pub const PLUGIN: OutputPlugin = OutputPlugin {
     spec: PluginSpec {
         kind: SectionKind::Output,
@@ -40,40 +42,92 @@ pub const PLUGIN: OutputPlugin = OutputPlugin {
         description: "Send logs to Amazon Kinesis Streams",
         keys: config::KEYS,
     },
-    build,
+    build: |p, svc| build::<Streams>(p, svc, Flavour::KinesisStreams, names::KINESIS_STREAMS),
 };
+
+/// The `kinesis_firehose` output plugin (Fluent Bit's, Kinesis Data Firehose).
+pub const FIREHOSE_PLUGIN: OutputPlugin = OutputPlugin {
+    spec: PluginSpec {
+        kind: SectionKind::Output,
+        name: "kinesis_firehose",
+        description: "Send logs to Amazon Kinesis Firehose",
+        keys: config::FIREHOSE_KEYS,
+    },
+    build: |p, svc| build::<Firehose>(p, svc, Flavour::KinesisFirehose, names::KINESIS_FIREHOSE),
+};
+
+/// The `kinesis` output plugin: the keys and records of the Go plugin
+/// amazon-kinesis-streams-for-fluent-bit, sent by the same sink as `kinesis_streams`.
+pub const GO_KINESIS_PLUGIN: OutputPlugin = OutputPlugin {
+    spec: PluginSpec {
+        kind: SectionKind::Output,
+        name: "kinesis",
+        description: "Amazon Kinesis Data Streams (the keys and records of the Go plugin amazon-kinesis-streams-for-fluent-bit)",
+        keys: config::GO_KINESIS_KEYS,
+    },
+    build: |p, svc| build::<Streams>(p, svc, Flavour::GoKinesis, names::KINESIS_GO),
+};
+
+/// The `firehose` output plugin: the keys and records of the Go plugin
+/// amazon-kinesis-firehose-for-fluent-bit, sent by the same sink as `kinesis_firehose`.
+pub const GO_FIREHOSE_PLUGIN: OutputPlugin = OutputPlugin {
+    spec: PluginSpec {
+        kind: SectionKind::Output,
+        name: "firehose",
+        description: "Amazon Kinesis Data Firehose (the keys and records of the Go plugin amazon-kinesis-firehose-for-fluent-bit)",
+        keys: config::GO_FIREHOSE_KEYS,
+    },
+    build: |p, svc| build::<Firehose>(p, svc, Flavour::GoFirehose, names::FIREHOSE_GO),
+};
+
+/// Every output plugin of this crate, `kinesis_streams` first.
+pub fn plugins() -> Vec<OutputPlugin> {
+    vec![
+        PLUGIN,
+        FIREHOSE_PLUGIN,
+        GO_KINESIS_PLUGIN,
+        GO_FIREHOSE_PLUGIN,
+    ]
+}
 
 /// Backoff rounds in a row without progress inside one flush before the remainder goes to the
 /// engine (§6.2).
 const MAX_ROUNDS: u32 = 3;
 
-fn build(props: &Props, svc: &ServiceContext) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
-    let settings = config::parse(props, svc.json_escape_unicode)?;
+fn build<S: Service>(
+    props: &Props,
+    svc: &ServiceContext,
+    flavour: Flavour,
+    metric_names: MetricNames,
+) -> Result<Arc<dyn Output>, Vec<ConfigError>> {
+    let settings = config::parse_flavour(props, svc.json_escape_unicode, flavour)?;
     for w in &settings.warnings {
         svc.warn(
             props.location.clone(),
             format!("[output {}] {w}", settings.instance),
         );
     }
-    Ok(Arc::new(KinesisOutput {
-        metrics: KinesisMetrics::new(svc.metrics.clone(), &settings.instance),
+    Ok(Arc::new(KinesisOutput::<S> {
+        metrics: KinesisMetrics::with_names(svc.metrics.clone(), metric_names, &settings.instance),
         settings: Arc::new(settings),
         limiter: Arc::new(LogLimiter::default()),
         credentials: OnceCell::new(),
         skew: Arc::new(ClockSkew::default()),
+        service: std::marker::PhantomData,
     }))
 }
 
 /// One configured instance; its workers share credentials, counters and log limits.
-pub struct KinesisOutput {
+pub struct KinesisOutput<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
     credentials: OnceCell<CredentialCache>,
     skew: Arc<ClockSkew>,
+    service: std::marker::PhantomData<S>,
 }
 
-impl KinesisOutput {
+impl<S: Service> KinesisOutput<S> {
     async fn credentials(&self) -> CredentialCache {
         let s = &self.settings;
         // §7.1, §8: the STS calls (`role_arn`, `EKS_POD_EXECUTION_ROLE`, web identity) use the
@@ -148,37 +202,28 @@ impl KinesisOutput {
             .map_err(|e| PluginError::new(e.to_string()))
     }
 
-    /// §9: DescribeStreamSummary must find the stream ACTIVE or UPDATING.
+    /// §9: DescribeStreamSummary must find the stream ACTIVE or UPDATING (Firehose:
+    /// DescribeDeliveryStream, ACTIVE).
     async fn healthcheck(&self, sender: &Sender) -> Result<(), PluginError> {
         let s = &self.settings;
-        let body = serde_json::json!({ "StreamName": s.stream }).to_string();
-        let (answer, _) = sender
-            .call("DescribeStreamSummary", Bytes::from(body))
-            .await;
+        let (target, body) = S::describe_request(&s.stream);
+        let (answer, _) = sender.call(target, Bytes::from(body)).await;
         let fail = |why: String| {
             PluginError::new(format!(
-                "healthcheck of stream '{}' failed: {why}",
+                "healthcheck of {} '{}' failed: {why}",
+                S::DESTINATION,
                 s.stream
             ))
         };
         match answer {
             Answer::Ok(body) => {
                 let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| fail(format!("unreadable DescribeStreamSummary answer: {e}")))?;
-                let summary = &v["StreamDescriptionSummary"];
-                let status = summary["StreamStatus"].as_str().unwrap_or("");
-                if status != "ACTIVE" && status != "UPDATING" {
-                    return Err(fail(format!("stream status is '{status}'")));
+                    .map_err(|e| fail(format!("unreadable {target} answer: {e}")))?;
+                let (status, warning) = S::check_describe(&v, s.max_record_size).map_err(fail)?;
+                if let Some(w) = warning {
+                    tracing::warn!("{} {}: {w}", S::DESTINATION, s.stream);
                 }
-                if let Some(kib) = summary["MaxRecordSizeInKiB"].as_u64() {
-                    if kib * 1024 < s.max_record_size as u64 {
-                        tracing::warn!(
-                            "stream {} accepts records up to {kib} KiB but max_record_size is {}: larger records will be rejected",
-                            s.stream, s.max_record_size
-                        );
-                    }
-                }
-                tracing::info!("healthcheck: stream {} is {status}", s.stream);
+                tracing::info!("healthcheck: {} {} is {status}", S::DESTINATION, s.stream);
                 Ok(())
             }
             Answer::Error(e, _) => Err(fail(format!(
@@ -192,10 +237,12 @@ impl KinesisOutput {
 }
 
 #[async_trait]
-impl Output for KinesisOutput {
+impl<S: Service> Output for KinesisOutput<S> {
     async fn new_worker(&self, index: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
         let s = &self.settings;
         let sender = Sender {
+            target_prefix: S::TARGET_PREFIX,
+            signing_name: S::SIGNING_NAME,
             client: self.client()?,
             endpoint: s.endpoint.clone(),
             region: s.region.clone(),
@@ -206,9 +253,10 @@ impl Output for KinesisOutput {
         if index == 0 && s.healthcheck {
             self.healthcheck(&sender).await?;
         }
-        Ok(Box::new(KinesisWorker {
+        Ok(Box::new(KinesisWorker::<S> {
             preparer: Preparer::new(s),
-            body: PutRecordsBody::new(&s.stream),
+            random_key_len: random_key_len(s.flavour),
+            body: RecordsBody::new(&s.stream),
             prepared: Prepared::default(),
             queue: VecDeque::new(),
             in_request: Vec::new(),
@@ -223,14 +271,15 @@ impl Output for KinesisOutput {
 }
 
 /// One flush worker: its own connection pool and buffers.
-pub struct KinesisWorker {
+pub struct KinesisWorker<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
     sender: Sender,
     preparer: Preparer,
     prepared: Prepared,
-    body: PutRecordsBody,
+    random_key_len: usize,
+    body: RecordsBody<S>,
     /// Entry indexes (into `prepared.entries`) still to send, in order.
     queue: VecDeque<usize>,
     in_request: Vec<usize>,
@@ -257,7 +306,7 @@ enum Step {
     Stop,
 }
 
-impl KinesisWorker {
+impl<S: Service> KinesisWorker<S> {
     /// Fill the body from the front of the queue (at most `limit` entries). Random keys are
     /// drawn here, so every attempt spreads over the shards anew.
     fn build_request(&mut self, limit: Option<usize>) {
@@ -268,6 +317,7 @@ impl KinesisWorker {
             in_request,
             key_buf,
             rng,
+            random_key_len,
             ..
         } = self;
         body.reset();
@@ -278,10 +328,11 @@ impl KinesisWorker {
             }
             let entry = &prepared.entries[e];
             let key: &str = match &entry.key {
+                // No key at all for a service without them.
+                _ if !S::HAS_PARTITION_KEY => "",
                 Key::Fixed(r) => &prepared.keys[r.clone()],
                 Key::Random => {
-                    key_buf.clear();
-                    random_key(rng, key_buf);
+                    random_key_of(rng, key_buf, *random_key_len);
                     key_buf
                 }
             };
@@ -332,14 +383,11 @@ impl KinesisWorker {
     ) -> (Step, RequestResult) {
         let sent = std::mem::take(&mut self.in_request);
         let stream = self.settings.stream.clone();
-        let resp = match parse_put_records_response(body, sent.len()) {
+        let resp = match parse_response::<S>(body, sent.len()) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(n) = self.limiter.allow("unparseable") {
-                    tracing::error!(
-                        "PutRecords response could not be parsed, {e}{}",
-                        suppressed_note(n)
-                    );
+                    tracing::error!("{e}{}", suppressed_note(n));
                 }
                 // Acceptance unknown: send them all again (at-least-once).
                 self.requeue(&sent);
@@ -362,12 +410,16 @@ impl KinesisWorker {
                         Some((_, n, _)) => *n += 1,
                         None => codes.push((code.to_string(), 1, message.to_string())),
                     }
-                    if is_retryable_record_error(code) {
+                    if S::retryable_record_error(code) {
                         retry.push(*e);
                     } else {
                         self.reject(*e, progress);
                         if let Some(n) = self.limiter.allow(&format!("rejected:{code}")) {
-                            tracing::error!("record rejected by Kinesis and dropped: {code}: {message}, {stream}{}", suppressed_note(n));
+                            tracing::error!(
+                                "record rejected by {} and dropped: {code}: {message}, {stream}{}",
+                                service_name::<S>(),
+                                suppressed_note(n)
+                            );
                         }
                     }
                 }
@@ -404,8 +456,17 @@ impl KinesisWorker {
     }
 }
 
+/// The service in messages: `Kinesis`, `Firehose`.
+fn service_name<S: Service>() -> &'static str {
+    if S::HAS_PARTITION_KEY {
+        "Kinesis"
+    } else {
+        "Firehose"
+    }
+}
+
 #[async_trait]
-impl OutputWorker for KinesisWorker {
+impl<S: Service> OutputWorker for KinesisWorker<S> {
     async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
         self.preparer.prepare(
             chunk,
@@ -429,11 +490,12 @@ impl OutputWorker for KinesisWorker {
             let pending_before = progress.pending_count();
             let body = self.body.take_bytes();
             tracing::debug!(
-                "PutRecords with {} ({} bytes), {stream}",
+                "{} with {} ({} bytes), {stream}",
+                S::API,
                 kb_core::count(n as u64, "record"),
                 body.len()
             );
-            let (answer, took) = self.sender.call("PutRecords", body.clone()).await;
+            let (answer, took) = self.sender.call(S::API, body.clone()).await;
             self.body.recycle(body);
             let (step, result) = match answer {
                 Answer::Ok(body) => {
@@ -462,7 +524,8 @@ impl OutputWorker for KinesisWorker {
                             } else {
                                 if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
                                     tracing::error!(
-                                        "PutRecords API responded with error='{}', message='{}'{}",
+                                        "{} API responded with error='{}', message='{}'{}",
+                                        S::API,
                                         err.code,
                                         err.message,
                                         suppressed_note(k)
@@ -474,7 +537,8 @@ impl OutputWorker for KinesisWorker {
                         ErrorClass::Throttling | ErrorClass::ServerError => {
                             if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
                                 tracing::error!(
-                                    "PutRecords API responded with error='{}', message='{}'{}",
+                                    "{} API responded with error='{}', message='{}'{}",
+                                    S::API,
                                     err.code,
                                     err.message,
                                     suppressed_note(k)
@@ -501,7 +565,8 @@ impl OutputWorker for KinesisWorker {
                             g.pending.push(n - first);
                             g.pending.push(first);
                             tracing::warn!(
-                                "PutRecords of {} rejected ({}: {}); splitting it, {stream}",
+                                "{} of {} rejected ({}: {}); splitting it, {stream}",
+                                S::API,
                                 kb_core::count(n as u64, "record"),
                                 err.code,
                                 err.message
@@ -517,7 +582,7 @@ impl OutputWorker for KinesisWorker {
                                     // Nothing of this request could be delivered: the fault is
                                     // the request or the configuration, not a record.
                                     self.queue.push_front(e);
-                                    tracing::error!("PutRecords rejected ({}: {}); keeping the record for the engine retry, {stream}", err.code, err.message);
+                                    tracing::error!("{} rejected ({}: {}); keeping the record for the engine retry, {stream}", S::API, err.code, err.message);
                                     self.finish_group(&mut group, progress);
                                     let r = self.remainder(progress, &stream);
                                     self.metrics.request(RequestResult::ClientError, took);
@@ -529,7 +594,8 @@ impl OutputWorker for KinesisWorker {
                         ErrorClass::Other => {
                             if let Some(k) = self.limiter.allow(&format!("api:{}", err.code)) {
                                 tracing::error!(
-                                    "PutRecords API responded with error='{}', message='{}'{}",
+                                    "{} API responded with error='{}', message='{}'{}",
+                                    S::API,
                                     err.code,
                                     err.message,
                                     suppressed_note(k)
@@ -592,7 +658,7 @@ impl OutputWorker for KinesisWorker {
     }
 }
 
-impl KinesisWorker {
+impl<S: Service> KinesisWorker<S> {
     /// End a split group: rejected singles are dropped if anything of the group got through,
     /// otherwise kept for the engine retry.
     fn finish_group(&mut self, group: &mut Option<SplitGroup>, progress: &mut Progress) {
@@ -606,8 +672,9 @@ impl KinesisWorker {
             }
             if let Some(n) = self.limiter.allow("rejected:request") {
                 tracing::error!(
-                    "{} rejected by Kinesis in a request of their own and dropped, {}{}",
+                    "{} rejected by {} in a request of their own and dropped, {}{}",
                     kb_core::count(g.rejected.len() as u64, "record"),
+                    service_name::<S>(),
                     self.settings.stream,
                     suppressed_note(n)
                 );

@@ -1,4 +1,7 @@
-//! The body of an HTTP 200 PutRecords response (spec §6.1): which entries were accepted.
+//! The body of an HTTP 200 put answer (spec §6.1): which entries were accepted. PutRecords
+//! answers `{"FailedRecordCount":n,"Records":[…]}`, PutRecordBatch
+//! `{"FailedPutCount":n,"Encrypted":…,"RequestResponses":[…]}`; the [`Service`] names the two
+//! members, everything else is the same.
 //!
 //! Entries are matched to the request by position. An entry is accepted when its `ErrorCode`
 //! is absent or `null` (kinesis-local writes `"ErrorCode":null` for successes). Anything
@@ -11,15 +14,23 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::service::{Firehose, Service, Streams};
+
 /// How much of an unparseable body the error shows.
 pub const BODY_EXCERPT: usize = 512;
 
+/// Both services' members are read; [`parse_response`] uses the ones of its service and
+/// ignores the others, as it ignores any unknown member.
 #[derive(Deserialize)]
 struct RawResponse<'a> {
     #[serde(rename = "FailedRecordCount", default)]
     failed_record_count: Option<i64>,
     #[serde(rename = "Records", borrow, default)]
     records: Option<Vec<RawEntry<'a>>>,
+    #[serde(rename = "FailedPutCount", default)]
+    failed_put_count: Option<i64>,
+    #[serde(rename = "RequestResponses", borrow, default)]
+    request_responses: Option<Vec<RawEntry<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +55,7 @@ pub enum EntryOutcome<'a> {
     },
 }
 
-/// A parsed PutRecords response, borrowing from the body.
+/// A parsed put answer, borrowing from the body.
 #[derive(Debug)]
 pub struct PutRecordsResponse<'a> {
     sent: usize,
@@ -56,13 +67,15 @@ pub struct PutRecordsResponse<'a> {
 /// The body is not a consistent PutRecords response; acceptance of its entries is unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseError {
+    api: &'static str,
     reason: String,
     body: String,
 }
 
 impl ResponseError {
-    fn new(reason: impl Into<String>, body: &[u8]) -> Self {
+    fn new<S: Service>(reason: impl Into<String>, body: &[u8]) -> Self {
         ResponseError {
+            api: S::API,
             reason: reason.into(),
             body: excerpt(body, BODY_EXCERPT),
         }
@@ -80,9 +93,14 @@ impl ResponseError {
 }
 
 impl fmt::Display for ResponseError {
-    /// Fluent Bit's message: `PutRecords response could not be parsed, <body>`.
+    /// Fluent Bit's message: `PutRecords response could not be parsed, <body>` (or
+    /// `PutRecordBatch response …`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PutRecords response could not be parsed, {}", self.body)
+        write!(
+            f,
+            "{} response could not be parsed, {}",
+            self.api, self.body
+        )
     }
 }
 
@@ -107,35 +125,74 @@ pub fn parse_put_records_response(
     body: &[u8],
     sent: usize,
 ) -> Result<PutRecordsResponse<'_>, ResponseError> {
-    if body.iter().all(u8::is_ascii_whitespace) || crate::response_scan::all_accepted(body) {
+    parse_response::<Streams>(body, sent)
+}
+
+/// Parse the body of an HTTP 200 PutRecordBatch response to a request of `sent` entries.
+pub fn parse_put_record_batch_response(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    parse_response::<Firehose>(body, sent)
+}
+
+/// Parse the body of an HTTP 200 answer of service `S` to a request of `sent` entries.
+pub fn parse_response<S: Service>(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    if body.iter().all(u8::is_ascii_whitespace)
+        || crate::response_scan::all_accepted(
+            body,
+            S::FAILED_COUNT_FIELD.as_bytes(),
+            S::ENTRIES_FIELD.as_bytes(),
+        )
+    {
         return Ok(PutRecordsResponse::all_accepted_of(sent));
     }
-    parse_with_serde(body, sent)
+    parse_with_serde::<S>(body, sent)
 }
 
 /// The full parser: every answer, with the reason when it is not a consistent one.
-fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, ResponseError> {
+fn parse_with_serde<S: Service>(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
     let raw: RawResponse<'_> =
-        serde_json::from_slice(body).map_err(|e| ResponseError::new(e.to_string(), body))?;
-    let count = match raw.failed_record_count {
+        serde_json::from_slice(body).map_err(|e| ResponseError::new::<S>(e.to_string(), body))?;
+    let (failed_count, records) = if S::HAS_PARTITION_KEY {
+        (raw.failed_record_count, raw.records)
+    } else {
+        (raw.failed_put_count, raw.request_responses)
+    };
+    let count = match failed_count {
         Some(0) => return Ok(PutRecordsResponse::all_accepted_of(sent)),
         Some(n) if n < 0 => {
-            return Err(ResponseError::new(
-                format!("negative FailedRecordCount {n}"),
+            return Err(ResponseError::new::<S>(
+                format!("negative {} {n}", S::FAILED_COUNT_FIELD),
                 body,
             ))
         }
         Some(n) => n as u64,
-        None => return Err(ResponseError::new("FailedRecordCount missing", body)),
+        None => {
+            return Err(ResponseError::new::<S>(
+                format!("{} missing", S::FAILED_COUNT_FIELD),
+                body,
+            ))
+        }
     };
-    let Some(entries) = raw.records else {
-        return Err(ResponseError::new("Records missing", body));
+    let Some(entries) = records else {
+        return Err(ResponseError::new::<S>(
+            format!("{} missing", S::ENTRIES_FIELD),
+            body,
+        ));
     };
     if entries.len() != sent {
-        return Err(ResponseError::new(
+        return Err(ResponseError::new::<S>(
             format!(
-                "{} in Records for {} sent",
+                "{} in {} for {} sent",
                 kb_core::count(entries.len() as u64, "entry"),
+                S::ENTRIES_FIELD,
                 kb_core::count(sent as u64, "entry")
             ),
             body,
@@ -143,8 +200,12 @@ fn parse_with_serde(body: &[u8], sent: usize) -> Result<PutRecordsResponse<'_>, 
     }
     let failed = entries.iter().filter(|e| e.error_code.is_some()).count();
     if failed as u64 != count {
-        return Err(ResponseError::new(
-            format!("FailedRecordCount {count} but {failed} Records with an ErrorCode"),
+        return Err(ResponseError::new::<S>(
+            format!(
+                "{} {count} but {failed} {} with an ErrorCode",
+                S::FAILED_COUNT_FIELD,
+                S::ENTRIES_FIELD
+            ),
             body,
         ));
     }
@@ -234,7 +295,11 @@ impl<'a> PutRecordsResponse<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response_scan::all_accepted;
+    use crate::response_scan;
+
+    fn all_accepted(body: &[u8]) -> bool {
+        response_scan::all_accepted(body, b"FailedRecordCount", b"Records")
+    }
 
     /// What Kinesis, kinesis-local (`"ErrorCode":null`) and a pretty-printing peer answer.
     fn accepted_bodies() -> Vec<Vec<u8>> {
@@ -258,7 +323,9 @@ mod tests {
     fn usual_answers_take_the_fast_path() {
         for body in accepted_bodies() {
             assert!(all_accepted(&body), "{}", String::from_utf8_lossy(&body));
-            assert!(parse_with_serde(&body, 5).unwrap().all_accepted());
+            assert!(parse_with_serde::<Streams>(&body, 5)
+                .unwrap()
+                .all_accepted());
         }
     }
 
@@ -310,7 +377,7 @@ mod tests {
             for v in variants {
                 if all_accepted(&v) {
                     checked += 1;
-                    let full = parse_with_serde(&v, 5);
+                    let full = parse_with_serde::<Streams>(&v, 5);
                     assert!(
                         full.as_ref().is_ok_and(|r| r.all_accepted()),
                         "fast path accepted {:?}, full parser: {:?}",
@@ -321,5 +388,36 @@ mod tests {
             }
         }
         assert!(checked > 1000, "only {checked} variants were accepted");
+    }
+
+    /// PutRecordBatch answers: the same rules with Firehose's member names; a Streams answer
+    /// is not a Firehose one and the other way round.
+    #[test]
+    fn firehose_answers() {
+        let ok = br#"{"Encrypted":false,"FailedPutCount":0,"RequestResponses":[{"RecordId":"Me0Cq+/Ay"},{"RecordId":"NRAZ"}]}"#;
+        assert!(response_scan::all_accepted(
+            ok,
+            b"FailedPutCount",
+            b"RequestResponses"
+        ));
+        assert!(parse_response::<Firehose>(ok, 2).unwrap().all_accepted());
+        let partial = br#"{"Encrypted":false,"FailedPutCount":1,"RequestResponses":[{"RecordId":"a"},{"ErrorCode":"ServiceUnavailableException","ErrorMessage":"Slow down."}]}"#;
+        let r = parse_response::<Firehose>(partial, 2).unwrap();
+        assert_eq!(r.failed_count(), 1);
+        assert_eq!(r.outcome(0), EntryOutcome::Accepted);
+        assert_eq!(
+            r.outcome(1),
+            EntryOutcome::Failed {
+                code: "ServiceUnavailableException",
+                message: "Slow down."
+            }
+        );
+        let e =
+            parse_response::<Firehose>(br#"{"FailedRecordCount":0,"Records":[]}"#, 1).unwrap_err();
+        assert_eq!(e.reason(), "FailedPutCount missing");
+        assert!(e
+            .to_string()
+            .starts_with("PutRecordBatch response could not be parsed, "));
+        assert!(parse_response::<Streams>(ok, 2).is_err());
     }
 }

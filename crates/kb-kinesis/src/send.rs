@@ -1,4 +1,4 @@
-//! One signed PutRecords (or other Kinesis JSON API) call: headers, SigV4 with the precomputed
+//! One signed PutRecords / PutRecordBatch (or other JSON 1.1 API) call: headers, SigV4 with the precomputed
 //! payload hash, the transport's `auto_retry_requests` re-send, and the answer classified.
 
 use std::sync::Arc;
@@ -28,8 +28,12 @@ pub enum Answer {
     NoCredentials(String),
 }
 
-/// Everything needed to send Kinesis API calls from one worker.
+/// Everything needed to send API calls of one service from one worker.
 pub struct Sender {
+    /// `Kinesis_20131202`, `Firehose_20150804` (`Service::TARGET_PREFIX`).
+    pub target_prefix: &'static str,
+    /// SigV4 signing name: `kinesis`, `firehose` (`Service::SIGNING_NAME`).
+    pub signing_name: &'static str,
     pub client: HttpClient,
     pub endpoint: Endpoint,
     pub region: String,
@@ -54,7 +58,7 @@ pub fn credentials_hint(endpoint: &Endpoint) -> String {
 }
 
 impl Sender {
-    /// Build, sign and send `body` to `Kinesis_20131202.<target>`; with `auto_retry_requests`, a
+    /// Build, sign and send `body` to `<target prefix>.<target>`; with `auto_retry_requests`, a
     /// transport failure is followed by one immediate re-signed re-send.
     pub async fn call(&self, target: &str, body: Bytes) -> (Answer, Duration) {
         let started = Instant::now();
@@ -81,7 +85,7 @@ impl Sender {
                 &hash,
                 &creds,
                 &self.region,
-                "kinesis",
+                self.signing_name,
                 self.skew.now(),
             ) {
                 return (
@@ -128,7 +132,7 @@ impl Sender {
             .uri(format!("{}/", self.endpoint.url()))
             .header(http::header::HOST, self.endpoint.host_header())
             .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("Kinesis_20131202.{target}"))
+            .header("x-amz-target", format!("{}.{target}", self.target_prefix))
             .header(http::header::CONTENT_LENGTH, len)
             .body(body)
             .map_err(|e| format!("could not build the request: {e}"))?;

@@ -51,6 +51,8 @@ enum Item {
     Millis,
     /// `%9N`, `%L`.
     Nanos,
+    /// `%f` of the Go plugins' strftime: microseconds.
+    Micros,
     /// A time-dependent glibc conversion.
     Conv(Spec),
 }
@@ -360,6 +362,7 @@ impl TimeFormat {
                 Item::Lit(s, e) => out.extend_from_slice(&self.lits[s as usize..e as usize]),
                 Item::Millis => write_fixed(u64::from(t.nanos / 1_000_000 % 1000), 3, out),
                 Item::Nanos => write_fixed(u64::from(t.nanos % 1_000_000_000), 9, out),
+                Item::Micros => write_fixed(u64::from(t.nanos / 1000 % 1_000_000), 6, out),
                 Item::Conv(ref spec) => render(spec, &tm, out),
             }
         }
@@ -413,6 +416,10 @@ impl TimeFormat {
                         cache.holes.push((cache.text.len(), 9));
                         extra += 9;
                     }
+                    Item::Micros => {
+                        cache.holes.push((cache.text.len(), 6));
+                        extra += 6;
+                    }
                     Item::Conv(ref spec) => render(spec, &tm, &mut cache.text),
                 }
             }
@@ -424,15 +431,93 @@ impl TimeFormat {
         let mut from = 0;
         for &(at, digits) in &cache.holes {
             out.extend_from_slice(&cache.text[from..at]);
-            if digits == 3 {
-                write_fixed(u64::from(t.nanos / 1_000_000 % 1000), 3, out);
-            } else {
-                write_fixed(u64::from(t.nanos % 1_000_000_000), 9, out);
+            match digits {
+                3 => write_fixed(u64::from(t.nanos / 1_000_000 % 1000), 3, out),
+                6 => write_fixed(u64::from(t.nanos / 1000 % 1_000_000), 6, out),
+                _ => write_fixed(u64::from(t.nanos % 1_000_000_000), 9, out),
             }
             from = at;
         }
         out.extend_from_slice(&cache.text[from..]);
         Ok(())
+    }
+}
+
+impl TimeFormat {
+    /// Compile a `time_key_format` of the Go plugins, which use lestrrat-go/strftime with
+    /// `%L` = milliseconds and `%f` = microseconds: no flags or widths, and a conversion it does
+    /// not know (or a `%` at the end) is an error, as it makes the Go plugin fail to start. The
+    /// time is UTC (`%Z` is `UTC`, `%z` `+0000`).
+    pub fn compile_go(fmt: &str) -> Result<TimeFormat, String> {
+        let mut tf = TimeFormat {
+            source: fmt.to_owned(),
+            items: Vec::new(),
+            lits: Vec::new(),
+            subsecond: false,
+        };
+        let plain = |conv: u8| Spec {
+            conv,
+            pad: 0,
+            width: -1,
+            upper: false,
+            change_case: false,
+        };
+        let b = fmt.as_bytes();
+        let mut lit_start = 0usize;
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'%' {
+                tf.lits.push(b[i]);
+                i += 1;
+                continue;
+            }
+            let Some(&conv) = b.get(i + 1) else {
+                return Err("stray % at the end".into());
+            };
+            i += 2;
+            match conv {
+                b'%' => tf.lits.push(b'%'),
+                b'n' => tf.lits.push(b'\n'),
+                b't' => tf.lits.push(b'\t'),
+                b'Z' => tf.lits.extend_from_slice(b"UTC"),
+                b'z' => tf.lits.extend_from_slice(b"+0000"),
+                b'L' | b'f' => {
+                    tf.close_lit(&mut lit_start);
+                    tf.items.push(if conv == b'L' {
+                        Item::Millis
+                    } else {
+                        Item::Micros
+                    });
+                    tf.subsecond = true;
+                }
+                // `%v` is `%e-%b-%Y`.
+                b'v' => {
+                    tf.close_lit(&mut lit_start);
+                    tf.items.push(Item::Conv(plain(b'e')));
+                    tf.lits.push(b'-');
+                    tf.close_lit(&mut lit_start);
+                    tf.items.push(Item::Conv(plain(b'b')));
+                    tf.lits.push(b'-');
+                    tf.close_lit(&mut lit_start);
+                    tf.items.push(Item::Conv(plain(b'Y')));
+                }
+                // The rest mean what glibc's mean in the C locale.
+                b'A' | b'a' | b'B' | b'b' | b'C' | b'c' | b'D' | b'd' | b'e' | b'F' | b'H'
+                | b'I' | b'j' | b'k' | b'l' | b'M' | b'm' | b'p' | b'R' | b'r' | b'S' | b'T'
+                | b'U' | b'u' | b'V' | b'W' | b'w' | b'X' | b'x' | b'Y' | b'y' | b'h' => {
+                    tf.close_lit(&mut lit_start);
+                    tf.items.push(Item::Conv(plain(conv)));
+                }
+                _ => {
+                    let end = (i..=b.len())
+                        .find(|&e| fmt.is_char_boundary(e))
+                        .unwrap_or(b.len());
+                    return Err(format!("unknown conversion '{}'", &fmt[i - 2..end.max(i)]));
+                }
+            }
+        }
+        tf.close_lit(&mut lit_start);
+        Ok(tf)
     }
 }
 
@@ -672,6 +757,36 @@ mod tests {
         );
         assert_eq!(fmt("%%L %%3N", 0, 5), "%L %3N");
         assert_eq!(fmt("%3N", 0, 5_000_000), "005");
+    }
+
+    #[test]
+    fn go_strftime() {
+        let go = |f: &str, secs: u32, nanos: u32| {
+            let tf = TimeFormat::compile_go(f).unwrap();
+            let mut out = Vec::new();
+            tf.write(EventTime::new(secs, nanos), &mut out).unwrap();
+            let mut cached = Vec::new();
+            tf.write_cached(
+                EventTime::new(secs, nanos),
+                &mut TimeCache::default(),
+                &mut cached,
+            )
+            .unwrap();
+            assert_eq!(out, cached);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            go(
+                "%Y-%m-%dT%H:%M:%S.%L|%f|%Z|%z|%v|%%L",
+                1_700_000_000,
+                903_172_886
+            ),
+            "2023-11-14T22:13:20.903|903172|UTC|+0000|14-Nov-2023|%L"
+        );
+        assert_eq!(go("%c", 1_700_000_000, 0), "Tue Nov 14 22:13:20 2023");
+        assert!(TimeFormat::compile_go("%3N").is_err());
+        assert!(TimeFormat::compile_go("%s").is_err());
+        assert!(TimeFormat::compile_go("x%").is_err());
     }
 
     #[test]

@@ -145,3 +145,57 @@ async fn sdk_body_single_record() {
     let ours: serde_json::Value = serde_json::from_slice(&our_body("s", &records)).unwrap();
     assert_eq!(ours, sdk);
 }
+
+/// Our PutRecordBatch body against aws-sdk-firehose's for the same records.
+async fn firehose_sdk_body(stream: &str, records: &[Vec<u8>]) -> Captured {
+    let capture = Capture::default();
+    let conf = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_sdk_firehose::config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_firehose::config::Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .http_client(capture.clone())
+        .build();
+    let client = aws_sdk_firehose::Client::from_conf(conf);
+    let entries = records
+        .iter()
+        .map(|data| {
+            aws_sdk_firehose::types::Record::builder()
+                .data(aws_sdk_firehose::primitives::Blob::new(data.clone()))
+                .build()
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+    let _ = client
+        .put_record_batch()
+        .delivery_stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await;
+    let mut captured = capture.0.lock().unwrap();
+    assert_eq!(captured.len(), 1, "exactly one request, no SDK retries");
+    captured.pop().unwrap()
+}
+
+#[tokio::test]
+async fn put_record_batch_body_json_equal_to_aws_sdk_firehose() {
+    let records: Vec<Vec<u8>> = sample().into_iter().map(|(d, _)| d).collect();
+    for (stream, records) in [("my-delivery_stream.1", &records[..]), ("s", &records[..1])] {
+        let (target, sdk) = firehose_sdk_body(stream, records).await;
+        assert_eq!(target.as_deref(), Some("Firehose_20150804.PutRecordBatch"));
+        let mut b = kb_kinesis::encode::PutRecordBatchBody::new(stream);
+        for data in records {
+            assert!(b.try_push(data, "ignored"));
+        }
+        let ours: serde_json::Value = serde_json::from_slice(b.finish()).unwrap();
+        let sdk: serde_json::Value = serde_json::from_slice(&sdk).unwrap();
+        assert_eq!(ours, sdk);
+        assert_eq!(ours["Records"].as_array().unwrap().len(), records.len());
+    }
+}

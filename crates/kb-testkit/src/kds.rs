@@ -356,6 +356,12 @@ pub(crate) struct SignedHttp {
     identity: aws_smithy_runtime_api::client::identity::Identity,
 }
 
+/// Hex SHA-256 of `body`, for S3's `x-amz-content-sha256`.
+fn sha256_hex(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl SignedHttp {
     pub(crate) fn new(
         endpoint: &str,
@@ -417,6 +423,10 @@ impl SignedHttp {
         let uri = format!("{scheme}://{host}{path}");
         let mut req = http::Request::builder().method(method).uri(path);
         req = req.header("host", &host);
+        if self.service == "s3" {
+            // S3 signs the payload hash in a header of its own.
+            req = req.header("x-amz-content-sha256", sha256_hex(&body));
+        }
         for (k, v) in headers {
             req = req.header(*k, v);
         }

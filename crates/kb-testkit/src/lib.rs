@@ -2,6 +2,7 @@
 //! loopback ports, talks to them (create streams, read records back), and provides a
 //! Kinesis-compatible sink of our own with deterministic fault injection.
 
+pub mod firehose;
 pub mod kds;
 pub mod peers;
 pub mod sink;

@@ -3,7 +3,10 @@
 //! deterministic fault injection.
 //!
 //! Operations: `PutRecords` and `DescribeStreamSummary` (always `ACTIVE`, so a healthcheck
-//! works); `GET /stats` answers the counters as JSON ([`SinkStats`]), any other `GET` answers
+//! works), and Firehose's `PutRecordBatch` and `DescribeDeliveryStream` (always `ACTIVE`) with
+//! the same fault injection: one request counter and one fault plan for both, entries failed
+//! with Firehose's codes (`ServiceUnavailableException`, `InternalFailure`) and a throttled
+//! request answered 503 `ServiceUnavailableException`, as Firehose does; `GET /stats` answers the counters as JSON ([`SinkStats`]), any other `GET` answers
 //! `200 OK` (liveness). Every POST needs an `Authorization` header with
 //! `Credential=`, `SignedHeaders=`, `Signature=` and an `X-Amz-Date` header, answered like
 //! Kinesis (and ferrokinesis) otherwise: no `Authorization` → 400
@@ -155,7 +158,8 @@ pub struct FaultPlan {
     pub seed: u64,
     /// Fraction of entries failed with one of `fail_codes` (retryable).
     pub fail_entries: f64,
-    /// Codes for `fail_entries`; empty = `ProvisionedThroughputExceededException`, `InternalFailure`.
+    /// Codes for `fail_entries`; empty = `ProvisionedThroughputExceededException`,
+    /// `InternalFailure` (Firehose: `ServiceUnavailableException`, `InternalFailure`).
     pub fail_codes: Vec<String>,
     /// Fraction of entries failed with `InvalidArgumentException` (never acceptable).
     pub reject_entries: f64,
@@ -248,6 +252,7 @@ struct ActivePlan {
     base: u64,
     script: HashMap<u64, FaultKind>,
     fail_codes: Vec<String>,
+    firehose_codes: Vec<String>,
     /// Cumulative thresholds of the request-level faults.
     request_cuts: [(f64, FaultKind); 8],
     entry_faults: bool,
@@ -256,9 +261,14 @@ struct ActivePlan {
 impl ActivePlan {
     fn new(plan: FaultPlan, base: u64) -> Self {
         let mut fail_codes = plan.fail_codes.clone();
+        let mut firehose_codes = plan.fail_codes.clone();
         if fail_codes.is_empty() {
             fail_codes = vec![
                 "ProvisionedThroughputExceededException".into(),
+                "InternalFailure".into(),
+            ];
+            firehose_codes = vec![
+                "ServiceUnavailableException".into(),
                 "InternalFailure".into(),
             ];
         }
@@ -291,6 +301,7 @@ impl ActivePlan {
             base,
             script,
             fail_codes,
+            firehose_codes,
             request_cuts,
             entry_faults,
         }
@@ -313,7 +324,7 @@ impl ActivePlan {
     }
 
     /// Per-entry failure code of entry `i` of request `n`, if it fails.
-    fn entry_fault(&self, n: u64, i: usize) -> Option<&str> {
+    fn entry_fault(&self, n: u64, i: usize, firehose: bool) -> Option<&str> {
         if !self.entry_faults {
             return None;
         }
@@ -322,8 +333,13 @@ impl ActivePlan {
         if u < self.plan.reject_entries {
             Some("InvalidArgumentException")
         } else if u < self.plan.reject_entries + self.plan.fail_entries {
-            let k = (mix(h) % self.fail_codes.len() as u64) as usize;
-            Some(&self.fail_codes[k])
+            let codes = if firehose {
+                &self.firehose_codes
+            } else {
+                &self.fail_codes
+            };
+            let k = (mix(h) % codes.len() as u64) as usize;
+            Some(&codes[k])
         } else {
             None
         }
@@ -804,10 +820,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropCon
         .unwrap_or("");
     let op = target.rsplit('.').next().unwrap_or("");
     match op {
-        "PutRecords" => put_records(shared, &body).await,
+        "PutRecords" => put_records(shared, &body, Api::Streams).await,
+        "PutRecordBatch" => put_records(shared, &body, Api::Firehose).await,
         "DescribeStreamSummary" => {
             c.describe_requests.fetch_add(1, Relaxed);
             Ok(describe_summary(&body))
+        }
+        "DescribeDeliveryStream" => {
+            c.describe_requests.fetch_add(1, Relaxed);
+            Ok(describe_delivery_stream(&body))
         }
         _ => {
             c.bad_requests.fetch_add(1, Relaxed);
@@ -847,6 +868,23 @@ fn describe_summary(body: &[u8]) -> Resp {
         "EncryptionType": "NONE",
         "OpenShardCount": 1,
         "ConsumerCount": 0,
+    }});
+    json_response(200, body.to_string().into_bytes())
+}
+
+fn describe_delivery_stream(body: &[u8]) -> Resp {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let name = v["DeliveryStreamName"]
+        .as_str()
+        .unwrap_or("delivery-stream");
+    let body = serde_json::json!({"DeliveryStreamDescription": {
+        "DeliveryStreamName": name,
+        "DeliveryStreamARN": format!("arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{name}"),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": "DirectPut",
+        "VersionId": "1",
+        "Destinations": [],
+        "HasMoreDestinations": false,
     }});
     json_response(200, body.to_string().into_bytes())
 }
@@ -1029,12 +1067,23 @@ fn expected_signature(
     Some(signature)
 }
 
+/// Which put call a request is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// Kinesis `PutRecords`.
+    Streams,
+    /// Firehose `PutRecordBatch`.
+    Firehose,
+}
+
 #[derive(Deserialize)]
 struct PutRecordsBody<'a> {
     #[serde(borrow, rename = "StreamName", default)]
     stream_name: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "StreamARN", default)]
     stream_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "DeliveryStreamName", default)]
+    delivery_stream_name: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "Records")]
     records: Vec<Entry<'a>>,
 }
@@ -1043,8 +1092,8 @@ struct PutRecordsBody<'a> {
 struct Entry<'a> {
     #[serde(borrow, rename = "Data")]
     data: Cow<'a, str>,
-    #[serde(borrow, rename = "PartitionKey")]
-    partition_key: Cow<'a, str>,
+    #[serde(borrow, rename = "PartitionKey", default)]
+    partition_key: Option<Cow<'a, str>>,
 }
 
 enum Outcome {
@@ -1055,7 +1104,7 @@ enum Outcome {
     Drop,
 }
 
-async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnection> {
+async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, DropConnection> {
     let stall = *shared.stall_until.lock().unwrap();
     if let Some(left) = stall.and_then(|t| t.checked_duration_since(std::time::Instant::now())) {
         tokio::time::sleep(left).await;
@@ -1077,6 +1126,20 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
             ));
         }
     };
+    let firehose = api == Api::Firehose;
+    let name_ok = if firehose {
+        req.delivery_stream_name.is_some()
+    } else {
+        req.stream_name.is_some() || req.stream_arn.is_some()
+    };
+    if !name_ok || (!firehose && req.records.iter().any(|e| e.partition_key.is_none())) {
+        c.bad_requests.fetch_add(1, Relaxed);
+        return Ok(error_response(
+            400,
+            "SerializationException",
+            "a required member (stream name, PartitionKey) is missing",
+        ));
+    }
     for e in &req.records {
         if B64.check(e.data.as_bytes()).is_err() {
             c.bad_requests.fetch_add(1, Relaxed);
@@ -1106,6 +1169,7 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
     let stream = || -> String {
         req.stream_name
             .as_deref()
+            .or(req.delivery_stream_name.as_deref())
             .or_else(|| req.stream_arn.as_deref().and_then(|a| a.rsplit('/').next()))
             .unwrap_or("")
             .to_string()
@@ -1117,6 +1181,14 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
         )
     };
     let outcome = match &fault {
+        Some(FaultKind::Throttle) if firehose => {
+            c.throttled.fetch_add(1, Relaxed);
+            return Ok(error_response(
+                503,
+                "ServiceUnavailableException",
+                "Slow down.",
+            ));
+        }
         Some(FaultKind::Throttle) => {
             c.throttled.fetch_add(1, Relaxed);
             return Ok(error_response(
@@ -1135,11 +1207,12 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
         }
         Some(FaultKind::ServiceUnavailable) => {
             c.error503.fetch_add(1, Relaxed);
-            return Ok(error_response(
-                503,
-                "ServiceUnavailable",
-                "Service is unavailable.",
-            ));
+            let code = if firehose {
+                "ServiceUnavailableException"
+            } else {
+                "ServiceUnavailable"
+            };
+            return Ok(error_response(503, code, "Service is unavailable."));
         }
         Some(FaultKind::ExpiredToken) => {
             c.expired_token.fetch_add(1, Relaxed);
@@ -1176,7 +1249,7 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
             Some(FaultKind::FailEntries { indices, code }) => {
                 indices.contains(&i).then_some(code.as_str())
             }
-            _ => plan.entry_fault(n, i),
+            _ => plan.entry_fault(n, i, firehose),
         }
     };
     let codes: Vec<Option<&str>> = (0..count).map(entry_code).collect();
@@ -1216,7 +1289,7 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
             if shared.store {
                 stored.push(SinkRecord {
                     stream: stream_name.clone(),
-                    partition_key: e.partition_key.to_string(),
+                    partition_key: e.partition_key.as_deref().unwrap_or("").to_string(),
                     data,
                 });
             }
@@ -1252,10 +1325,12 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
         }
         Outcome::Unparseable => {
             c.unparseable.fetch_add(1, Relaxed);
-            return Ok(json_response(
-                200,
-                b"{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"4959".to_vec(),
-            ));
+            let cut: &[u8] = if firehose {
+                b"{\"Encrypted\":false,\"FailedPutCount\":0,\"RequestResponses\":[{\"RecordId\":\"kb"
+            } else {
+                b"{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"4959"
+            };
+            return Ok(json_response(200, cut.to_vec()));
         }
         Outcome::MissingCount => c.missing_failed_count.fetch_add(1, Relaxed),
         Outcome::Normal => c.ok.fetch_add(1, Relaxed),
@@ -1264,12 +1339,22 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
     // the response, written into one preallocated buffer
     let first_seq = shared.seq.fetch_add(accepted as u64, Relaxed);
     let mut out = Vec::with_capacity(48 + count * 96);
-    if matches!(outcome, Outcome::MissingCount) {
-        out.extend_from_slice(b"{\"Records\":[");
+    let (count_field, entries_field): (&[u8], &[u8]) = if firehose {
+        (
+            b"{\"Encrypted\":false,\"FailedPutCount\":",
+            b"\"RequestResponses\":[",
+        )
     } else {
-        out.extend_from_slice(b"{\"FailedRecordCount\":");
+        (b"{\"FailedRecordCount\":", b"\"Records\":[")
+    };
+    if matches!(outcome, Outcome::MissingCount) {
+        out.push(b'{');
+        out.extend_from_slice(entries_field);
+    } else {
+        out.extend_from_slice(count_field);
         push_u64(&mut out, failed as u64);
-        out.extend_from_slice(b",\"Records\":[");
+        out.push(b',');
+        out.extend_from_slice(entries_field);
     }
     let mut seq = first_seq;
     for (i, code) in codes.iter().enumerate() {
@@ -1277,6 +1362,13 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
             out.push(b',');
         }
         match code {
+            None if firehose => {
+                // A RecordId is an opaque 224-character base64 string; this one counts.
+                out.extend_from_slice(b"{\"RecordId\":\"kbsink");
+                push_u64_padded20(&mut out, seq);
+                seq += 1;
+                out.extend_from_slice(b"\"}");
+            }
             None => {
                 out.extend_from_slice(b"{\"SequenceNumber\":\"4959");
                 // 52 more digits: 32 zeros and the counter zero-padded to 20
@@ -1295,6 +1387,8 @@ async fn put_records(shared: &Shared, body: &[u8]) -> Result<Resp, DropConnectio
                     "Record rejected by the kb-testkit sink (fault injection)."
                 } else if *code == "ProvisionedThroughputExceededException" {
                     "Rate exceeded for shard shardId-000000000000."
+                } else if *code == "ServiceUnavailableException" {
+                    "Slow down."
                 } else {
                     "Entry failed by the kb-testkit sink (fault injection)."
                 };
@@ -1398,6 +1492,94 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn firehose_call(
+        sink: &Sink,
+        target: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let http = crate::kds::SignedHttp::new(
+            &sink.endpoint(),
+            "us-east-1",
+            "firehose",
+            aws_credential_types::Credentials::new("AKID", "secret", None, None, "test"),
+        );
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1".to_string()),
+            ("x-amz-target", format!("Firehose_20150804.{target}")),
+        ];
+        let (st, _, raw) = http
+            .request("POST", "/", &headers, Bytes::from(body.to_string()))
+            .await
+            .unwrap();
+        (st, serde_json::from_slice(&raw).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn put_record_batch_with_faults() {
+        let sink = Sink::start(
+            SinkConfig::default().store(true).faults(
+                FaultPlan::new()
+                    .at(
+                        0,
+                        FaultKind::FailEntries {
+                            indices: vec![1],
+                            code: "ServiceUnavailableException".into(),
+                        },
+                    )
+                    .at(1, FaultKind::Throttle),
+            ),
+        )
+        .await;
+        let records = serde_json::json!({"DeliveryStreamName": "fh", "Records": [
+            {"Data": "YQo="}, {"Data": "Ygo="}, {"Data": "Ywo="}]});
+        let (st, v) = firehose_call(&sink, "PutRecordBatch", records.clone()).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["FailedPutCount"], 1);
+        assert_eq!(v["Encrypted"], false);
+        let rr = v["RequestResponses"].as_array().unwrap();
+        assert_eq!(rr.len(), 3);
+        assert!(rr[0]["RecordId"].is_string());
+        assert_eq!(rr[1]["ErrorCode"], "ServiceUnavailableException");
+        let got: Vec<_> = sink
+            .records()
+            .into_iter()
+            .map(|r| (r.stream, r.data))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("fh".to_string(), b"a\n".to_vec()),
+                ("fh".into(), b"c\n".to_vec())
+            ]
+        );
+        let (st, v) = firehose_call(&sink, "PutRecordBatch", records).await;
+        assert_eq!(
+            (st, v["__type"].as_str()),
+            (503, Some("ServiceUnavailableException"))
+        );
+        let (st, v) = firehose_call(
+            &sink,
+            "DescribeDeliveryStream",
+            serde_json::json!({"DeliveryStreamName": "fh"}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            v["DeliveryStreamDescription"]["DeliveryStreamStatus"],
+            "ACTIVE"
+        );
+        // A PutRecordBatch body is not a PutRecords one: PartitionKey is required there.
+        let http = crate::kds::Kds::new(&sink.endpoint(), "us-east-1");
+        let (st, _) = http
+            .call(
+                "PutRecords",
+                serde_json::json!({"StreamName": "s", "Records": [{"Data": "YQ=="}]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(st, 400);
+    }
 
     #[test]
     fn amz_date() {

@@ -43,7 +43,7 @@ impl Registry {
             filters: kb_filters::plugins(),
             outputs: {
                 let mut o = kb_core::outputs::plugins();
-                o.insert(0, kb_kinesis::output::PLUGIN);
+                o.splice(0..0, kb_kinesis::plugins());
                 o
             },
         }

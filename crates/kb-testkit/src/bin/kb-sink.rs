@@ -1,4 +1,4 @@
-//! `kb-sink`: the kb-testkit Kinesis PutRecords sink as a program (benchmarks, manual runs).
+//! `kb-sink`: the kb-testkit Kinesis PutRecords / Firehose PutRecordBatch sink as a program (benchmarks, manual runs).
 //! Prints its endpoint on the first line of stdout; on SIGINT/SIGTERM prints one JSON line with
 //! the counters and exits.
 
@@ -11,7 +11,7 @@ use kb_testkit::sink::{FaultPlan, Sink, SinkConfig};
 #[derive(Parser, Debug)]
 #[command(
     name = "kb-sink",
-    about = "Kinesis-compatible PutRecords sink with deterministic fault injection"
+    about = "Kinesis PutRecords and Firehose PutRecordBatch sink with deterministic fault injection"
 )]
 struct Args {
     /// Port on 127.0.0.1 (0 = any free port).
