@@ -7,7 +7,8 @@ pub mod cpu;
 pub mod dummy;
 pub mod forward;
 pub mod http;
-pub mod parsers;
+/// The `[PARSER]` formats, shared with the filters (crate `kb-parsers`).
+pub use kb_parsers as parsers;
 pub mod stdin;
 pub mod tail;
 pub mod tcp;

@@ -3,7 +3,7 @@
 //! parser, and a CRI line. Each iteration parses one line into one event (time parsing
 //! included), the work tail and the parser filter do per record.
 //!
-//! `cargo bench -p kb-inputs --bench regex_parser`
+//! `cargo bench -p kb-parsers --bench regex_parser`
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -12,7 +12,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kb_config::{parse_classic_str, Env};
 use kb_core::event::{EventTime, EventWriter};
-use kb_inputs::parsers::ParserRegistry;
+use kb_parsers::ParserRegistry;
 
 const PARSERS: &str = r#"
 [PARSER]

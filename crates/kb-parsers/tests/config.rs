@@ -1,7 +1,7 @@
 //! Parser section validation: every error names where it was written and which key.
 
 use kb_config::{parse_classic_str, parse_yaml_str, ConfigError, Env};
-use kb_inputs::parsers::{parse_types, FieldType, ParserRegistry};
+use kb_parsers::{parse_types, FieldType, ParserRegistry};
 use std::collections::HashMap;
 use std::path::Path;
 

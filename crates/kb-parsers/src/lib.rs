@@ -1,3 +1,5 @@
+//! kb-parsers: what inputs and filters share to read text as Fluent Bit does.
+//!
 //! Fluent Bit parsers (`[PARSER]` sections, YAML `parsers:`): `json`, `regex`, `logfmt` and
 //! `ltsv`, with `Time_Key`/`Time_Format`/`Time_Keep`/`Time_Offset`/`Time_Strict`, `Types` and
 //! `Skip_Empty_Values`.
