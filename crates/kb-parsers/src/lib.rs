@@ -16,8 +16,8 @@
 //!   `integer` (leading digits as `atoll`, else 0), `float` (as `atof`), `hex` (as `strtoull`
 //!   base 16), `bool` (`true`/`false` prefix, any case; anything else stays a string),
 //!   `string`.
-//! - `Skip_Empty_Values` (default on) drops empty `regex` captures; unmatched optional groups
-//!   are always left out.
+//! - `Skip_Empty_Values` (default on) drops empty `regex` captures, and so the groups that did
+//!   not take part in the match (Fluent Bit sees them as empty); with it off they are `""`.
 //! - `decode_field`, `decode_field_as` are accepted and ignored with a warning (not
 //!   implemented yet).
 
@@ -324,20 +324,14 @@ impl Parser {
     ) -> Result<(), ParseError> {
         let start = out.buf.len();
         out.begin(now);
-        let r = match &self.format {
-            Format::Json => json::parse(self, line, &mut out.buf, now),
-            Format::Regex(f) => f.parse(self, line, &mut out.buf, now),
-            Format::Logfmt { no_bare_keys } => {
-                logfmt::parse(self, line, &mut out.buf, now, *no_bare_keys)
-            }
-            Format::Ltsv => ltsv::parse(self, line, &mut out.buf, now),
-        };
-        match r {
+        match self.parse_map(line, &mut out.buf, now) {
             Ok(time) => {
-                // write_event_header's layout: [[ext8 type 0: secs, nanos], {}] after two
-                // array markers.
-                out.buf[start + 4..start + 8].copy_from_slice(&time.secs.to_be_bytes());
-                out.buf[start + 8..start + 12].copy_from_slice(&time.nanos.to_be_bytes());
+                if let Some(time) = time {
+                    // write_event_header's layout: [[ext8 type 0: secs, nanos], {}] after two
+                    // array markers.
+                    out.buf[start + 4..start + 8].copy_from_slice(&time.secs.to_be_bytes());
+                    out.buf[start + 8..start + 12].copy_from_slice(&time.nanos.to_be_bytes());
+                }
                 Ok(())
             }
             Err(e) => {
@@ -345,6 +339,37 @@ impl Parser {
                 out.count -= 1;
                 Err(e)
             }
+        }
+    }
+
+    /// Parse one line into the msgpack map of its fields, appended to `buf`; returns the time
+    /// the line carried (`None` when the parser has no `Time_Format`, the line has no time
+    /// key or its value does not parse). `now` gives the date of formats without a year. On
+    /// error `buf` is left as it was.
+    pub fn parse_map(
+        &self,
+        line: &[u8],
+        buf: &mut Vec<u8>,
+        now: EventTime,
+    ) -> Result<Option<EventTime>, ParseError> {
+        let start = buf.len();
+        let r = match &self.format {
+            Format::Json => json::parse(self, line, buf, now),
+            Format::Regex(f) => f.parse(self, line, buf, now),
+            Format::Logfmt { no_bare_keys } => logfmt::parse(self, line, buf, now, *no_bare_keys),
+            Format::Ltsv => ltsv::parse(self, line, buf, now),
+        };
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The compiled pattern of a `Format regex` parser.
+    pub fn regex(&self) -> Option<&kb_regex::Regex> {
+        match &self.format {
+            Format::Regex(f) => Some(f.regex()),
+            _ => None,
         }
     }
 
