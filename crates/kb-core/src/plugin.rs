@@ -69,6 +69,10 @@ pub trait LineParser: Send + Sync {
 pub trait ParserLookup: Send + Sync {
     /// The parser called `name`.
     fn parser(&self, name: &str) -> Option<Arc<dyn LineParser>>;
+
+    /// The lookup as its concrete type: plugins that need more than lines (the parser and
+    /// multiline filters, tail's multiline parsers) downcast it to kb-parsers' registry.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The lookup when no parsers are configured.
@@ -77,5 +81,9 @@ pub struct NoParsers;
 impl ParserLookup for NoParsers {
     fn parser(&self, _: &str) -> Option<Arc<dyn LineParser>> {
         None
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
