@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kb_config::{parse_classic_str, Env};
 use kb_core::event::{EventReader, EventTime};
-use kb_parsers::multiline::{MlParser, MlRegistry, Multiline, Status};
+use kb_parsers::multiline::{Flushed, MlParser, MlRegistry, Multiline, Status};
 use kb_parsers::ParserRegistry;
 use rmpv::Value;
 
@@ -88,7 +88,8 @@ impl Run {
             stream,
             EventTime::new(1_700_000_000, 0),
             line.as_bytes(),
-            &mut |s, ev| out.push(decode(s, ev)),
+            0,
+            &mut |f: Flushed<'_>| out.push(decode(f.stream, f.event)),
         )
     }
 
@@ -101,14 +102,14 @@ impl Run {
         }
         let out = &mut self.out;
         self.ml
-            .append_record(stream, time, &[0x80], &map, &mut |s, ev| {
-                out.push(decode(s, ev))
+            .append_record(stream, time, &[0x80], &map, &mut |f: Flushed<'_>| {
+                out.push(decode(f.stream, f.event))
             })
     }
 
     fn flush(&mut self) {
         let out = &mut self.out;
-        self.ml.flush_all(&mut |s, ev| out.push(decode(s, ev)));
+        self.ml.flush_all(&mut |f: Flushed<'_>| out.push(decode(f.stream, f.event)));
     }
 
     fn logs(&self) -> Vec<String> {
@@ -489,8 +490,8 @@ fn idle_messages_are_flushed_and_others_kept() {
     r.record(2, t, &[("log", "java.lang.RuntimeException: b")]);
     assert!(r.ml.oldest_pending().is_some());
     let out = &mut r.out;
-    r.ml.flush_idle(Instant::now(), Duration::from_millis(20), &mut |s, ev| {
-        out.push(decode(s, ev))
+    r.ml.flush_idle(Instant::now(), Duration::from_millis(20), &mut |f: Flushed<'_>| {
+        out.push(decode(f.stream, f.event))
     });
     assert_eq!(r.logs(), ["java.lang.RuntimeException: a"]);
     assert!(r.ml.is_pending(2) && !r.ml.is_pending(1));
@@ -519,7 +520,7 @@ fn metadata_is_merged_and_truncation_marked() {
         m
     };
     let t = EventTime::new(1, 0);
-    let mut sink = |s, ev: &[u8]| out.push(decode(s, ev));
+    let mut sink = |f: Flushed<'_>| out.push(decode(f.stream, f.event));
     assert_eq!(
         ml.append_record(1, t, &md("a"), &rec("java.lang.RuntimeException: x"), &mut sink),
         Status::Ok

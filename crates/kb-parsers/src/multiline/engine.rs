@@ -42,8 +42,25 @@ pub enum Status {
     Truncated,
 }
 
-/// Where flushed events go: the stream they belong to and one whole event.
-pub type Sink<'a> = dyn FnMut(u64, &[u8]) + 'a;
+/// A joined message handed out.
+#[derive(Debug, Clone, Copy)]
+pub struct Flushed<'a> {
+    /// The stream it belongs to.
+    pub stream: u64,
+    /// The position given with its first line (tail: the line's offset in the file).
+    pub at: u64,
+    /// One whole event: `[[time, metadata], record]`.
+    pub event: &'a [u8],
+}
+
+/// Where flushed messages go.
+pub type Sink<'a> = dyn FnMut(Flushed<'_>) + 'a;
+
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    at: u64,
+    input: Input<'a>,
+}
 
 #[derive(Clone, Copy)]
 enum Input<'a> {
@@ -63,6 +80,8 @@ struct Group {
     metadata: Vec<(Vec<u8>, Vec<u8>)>,
     truncated: bool,
     last_append: Instant,
+    /// The position of the message's first line.
+    at: u64,
 }
 
 impl Group {
@@ -76,6 +95,7 @@ impl Group {
             metadata: Vec::new(),
             truncated: false,
             last_append: Instant::now(),
+            at: 0,
         }
     }
 
@@ -232,9 +252,21 @@ impl Multiline {
         Duration::from_millis(self.flush_ms)
     }
 
-    /// Feed one text line (without its line ending) of `stream`, read at `time`.
-    pub fn append_text(&mut self, stream: u64, time: EventTime, line: &[u8], sink: &mut Sink<'_>) -> Status {
-        self.append(stream, time, Input::Text(line), sink)
+    /// Feed one text line (without its line ending) of `stream`, read at `time`; `at` is
+    /// handed back with the message it starts.
+    pub fn append_text(
+        &mut self,
+        stream: u64,
+        time: EventTime,
+        line: &[u8],
+        at: u64,
+        sink: &mut Sink<'_>,
+    ) -> Status {
+        let line = Line {
+            at,
+            input: Input::Text(line),
+        };
+        self.append(stream, time, line, sink)
     }
 
     /// Feed one record (`map`: its msgpack map, `metadata`: its metadata map) of `stream`.
@@ -246,16 +278,20 @@ impl Multiline {
         map: &[u8],
         sink: &mut Sink<'_>,
     ) -> Status {
-        self.append(stream, time, Input::Record { metadata, map }, sink)
+        let line = Line {
+            at: 0,
+            input: Input::Record { metadata, map },
+        };
+        self.append(stream, time, line, sink)
     }
 
-    fn append(&mut self, stream: u64, time: EventTime, input: Input<'_>, sink: &mut Sink<'_>) -> Status {
+    fn append(&mut self, stream: u64, time: EventTime, line: Line<'_>, sink: &mut Sink<'_>) -> Status {
         if self.instances.is_empty() {
             return Status::Ok;
         }
         if let Some(l) = self.lru {
             if self.instances[l].last_stream == Some(stream) {
-                if let Some(st) = self.try_parser(l, stream, time, input, sink) {
+                if let Some(st) = self.try_parser(l, stream, time, line, sink) {
                     return st;
                 }
             }
@@ -264,7 +300,7 @@ impl Multiline {
             if Some(i) == self.lru && self.instances[i].last_stream == Some(stream) {
                 continue;
             }
-            if let Some(st) = self.try_parser(i, stream, time, input, sink) {
+            if let Some(st) = self.try_parser(i, stream, time, line, sink) {
                 self.lru = Some(i);
                 self.instances[i].last_stream = Some(stream);
                 return st;
@@ -278,8 +314,9 @@ impl Multiline {
         let g = self.instances[0].group(stream, None);
         let group = &mut self.instances[0].groups(stream)[g];
         group.last_append = Instant::now();
+        group.at = line.at;
         let mut status = Status::Ok;
-        match input {
+        match line.input {
             Input::Text(line) => {
                 group.register(time, None);
                 status = group.cat(line, limit);
@@ -299,9 +336,11 @@ impl Multiline {
         i: usize,
         stream: u64,
         time: EventTime,
-        input: Input<'_>,
+        line: Line<'_>,
         sink: &mut Sink<'_>,
     ) -> Option<Status> {
+        let at = line.at;
+        let input = line.input;
         let parser = self.instances[i].parser.clone();
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -326,7 +365,7 @@ impl Multiline {
             (Input::Record { metadata, map }, None) => (Some(map), Some(metadata), None, now),
         };
         let r = match map {
-            None => self.package(i, stream, None, None, text, time, None, None, None, sink),
+            None => self.package(i, stream, at, None, None, text, time, None, None, None, sink),
             Some(m) => {
                 let inst = &self.instances[i];
                 match str_field(m, inst.key_content.as_deref()) {
@@ -337,6 +376,7 @@ impl Multiline {
                         self.package(
                             i,
                             stream,
+                            at,
                             metadata,
                             Some(m),
                             None,
@@ -361,6 +401,7 @@ impl Multiline {
         &mut self,
         i: usize,
         stream: u64,
+        at: u64,
         metadata: Option<&[u8]>,
         full_map: Option<&[u8]>,
         text: Option<&[u8]>,
@@ -377,7 +418,8 @@ impl Multiline {
         let appended = content.or(text).unwrap_or(b"");
         match parser.kind {
             MlType::Regex => {
-                let status = self.rule_process(i, stream, g, full_map, content.or(text).unwrap_or(b""), time, sink)?;
+                let data = content.or(text).unwrap_or(b"");
+                let status = self.rule_process(i, stream, g, at, full_map, data, time, sink)?;
                 let group = &mut self.instances[i].groups(stream)[g];
                 group.last_append = Instant::now();
                 if status == Status::Ok && group.ctx.is_none() && !group.buf.is_empty() {
@@ -403,6 +445,9 @@ impl Multiline {
                 let no_key = self.instances[i].key_content.is_none();
                 let group = &mut self.instances[i].groups(stream)[g];
                 group.last_append = Instant::now();
+                if group.buf.is_empty() && group.ctx.is_none() {
+                    group.at = at;
+                }
                 if group.ctx.is_none() {
                     group.register(time, full_map);
                 }
@@ -428,6 +473,7 @@ impl Multiline {
         i: usize,
         stream: u64,
         g: usize,
+        at: u64,
         full_map: Option<&[u8]>,
         data: &[u8],
         time: EventTime,
@@ -444,6 +490,9 @@ impl Multiline {
                     continue;
                 }
                 let group = &mut self.instances[i].groups(stream)[g];
+                if group.buf.is_empty() {
+                    group.at = at;
+                }
                 if !group.buf.is_empty() && !group.buf.ends_with(b"\n") {
                     group.buf.push(b'\n');
                 }
@@ -468,6 +517,7 @@ impl Multiline {
                 }
                 let group = &mut self.instances[i].groups(stream)[g];
                 group.rule = Some(st);
+                group.at = at;
                 if group.cat(data, limit) == Status::Truncated {
                     return Some(Status::Truncated);
                 }
@@ -549,7 +599,11 @@ impl Multiline {
         group.truncated = false;
         group.metadata.clear();
         if emitted {
-            sink(stream, ev);
+            sink(Flushed {
+                stream,
+                at: group.at,
+                event: ev,
+            });
         }
     }
 

@@ -30,7 +30,7 @@ use kb_regex::Regex;
 
 use crate::{Parser, ParserRegistry};
 
-pub use engine::{Multiline, Status};
+pub use engine::{Flushed, Multiline, Sink, Status};
 
 /// Fluent Bit's `FLB_ML_FLUSH_TIMEOUT`: how long a message may wait for its next line.
 pub const FLUSH_TIMEOUT_MS: u64 = 4000;
