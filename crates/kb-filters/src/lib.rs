@@ -4,7 +4,9 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod parser;
+
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
-    Vec::new()
+    vec![parser::PLUGIN]
 }
