@@ -4,9 +4,10 @@
 
 use kb_core::registry::FilterPlugin;
 
+pub mod multiline;
 pub mod parser;
 
 /// Every filter plugin, in `--help` order.
 pub fn plugins() -> Vec<FilterPlugin> {
-    vec![parser::PLUGIN]
+    vec![parser::PLUGIN, multiline::PLUGIN]
 }

@@ -201,8 +201,8 @@ pub fn build(
             Ok((mut parsers, warnings)) => {
                 parser_warnings = warnings;
                 if let Some(p) = cfg.service_get("multiline_buffer_limit") {
-                    match kb_config::values::parse_size(&p.value) {
-                        Some(v) => parsers.multiline_buffer_limit = v as usize,
+                    match kb_parsers::multiline::parse_buffer_limit(&p.value) {
+                        Some(v) => parsers.multiline_buffer_limit = v,
                         None => parser_errors.push(ConfigError::new(
                             p.location.clone(),
                             format!(

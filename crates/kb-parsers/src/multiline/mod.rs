@@ -38,6 +38,22 @@ pub const FLUSH_TIMEOUT_MS: u64 = 4000;
 /// Fluent Bit's default `multiline_buffer_limit`: the longest joined message (2 MB).
 pub const BUFFER_LIMIT: usize = 2 * 1024 * 1024;
 
+/// `multiline_buffer_limit` as Fluent Bit reads it (`flb_utils_size_to_binary_bytes`:
+/// `K`, `M`, `G` with or without `B` are powers of 1024).
+pub fn parse_buffer_limit(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..end].parse().ok()?;
+    let mult: u64 = match s[end..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    usize::try_from(n.checked_mul(mult)?).ok()
+}
+
 /// How a parser decides that lines belong together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MlType {
@@ -472,6 +488,14 @@ fn from_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffer_limits_are_binary() {
+        assert_eq!(parse_buffer_limit("2MB"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_buffer_limit("64k"), Some(65_536));
+        assert_eq!(parse_buffer_limit("100"), Some(100));
+        assert_eq!(parse_buffer_limit("x"), None);
+    }
 
     #[test]
     fn rule_words_as_fluent_bit_splits_them() {
