@@ -72,7 +72,10 @@ pub trait ParserLookup: Send + Sync {
 
     /// The lookup as its concrete type: plugins that need more than lines (the parser and
     /// multiline filters, tail's multiline parsers) downcast it to kb-parsers' registry.
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// Lookups that do not say give a value nothing downcasts to.
+    fn as_any(&self) -> &dyn std::any::Any {
+        &()
+    }
 }
 
 /// The lookup when no parsers are configured.
@@ -81,9 +84,5 @@ pub struct NoParsers;
 impl ParserLookup for NoParsers {
     fn parser(&self, _: &str) -> Option<Arc<dyn LineParser>> {
         None
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

@@ -323,10 +323,6 @@ impl ParserLookup for KeyValue {
     fn parser(&self, name: &str) -> Option<Arc<dyn LineParser>> {
         (name == "kv").then(|| Arc::new(KeyValue) as Arc<dyn LineParser>)
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 #[tokio::test]
