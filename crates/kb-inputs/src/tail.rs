@@ -549,6 +549,7 @@ enum Woke {
 impl Input for TailInput {
     async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
         let config = self.config;
+        ctx.pause_on_chunks_overlimit(config.pause_on_chunks_overlimit);
         let db = match &config.db {
             Some(path) => Some(
                 OffsetDb::open(
