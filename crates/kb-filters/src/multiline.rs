@@ -174,7 +174,9 @@ struct MultilineFilter {
 
 fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let partial = props.str("mode").is_some_and(|m| m.eq_ignore_ascii_case("partial_message"));
+    let partial = props
+        .str("mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("partial_message"));
     let key_content = props.str("multiline.key_content").map(str::to_string);
     let flush_ms = match props.u64("flush_ms") {
         Ok(v) => v.unwrap_or(2000),
@@ -237,7 +239,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
     } else {
         let registry = Parsers::of(svc.parsers.as_ref());
         let prefix = format!("[filter {}] ", props.instance);
-        match registry.multiline.resolve(ml_props.iter().copied(), &prefix) {
+        match registry
+            .multiline
+            .resolve(ml_props.iter().copied(), &prefix)
+        {
             Ok(list) => {
                 if key_content.is_none() {
                     for p in list.iter().filter(|p| p.key_content().is_none()) {
@@ -251,7 +256,11 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
                     }
                 }
                 let limit = registry.multiline_buffer_limit;
-                Some(Mode::Parser(Multiline::new(&list, key_content.as_deref(), limit)))
+                Some(Mode::Parser(Multiline::new(
+                    &list,
+                    key_content.as_deref(),
+                    limit,
+                )))
             }
             Err(e) => {
                 errors.extend(e);
@@ -347,7 +356,8 @@ impl Inner {
                 Mode::Partial(packers) => {
                     let now = Instant::now();
                     packers.retain(|p| {
-                        let expired = all || now.saturating_duration_since(p.last_write) > self.flush;
+                        let expired =
+                            all || now.saturating_duration_since(p.last_write) > self.flush;
                         if expired {
                             out.push(&p.tag, &p.event());
                         }

@@ -118,7 +118,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
             Some(parser) => parsers.push(parser),
             None => svc.warn(
                 p.location.clone(),
-                format!("[filter {}] requested parser '{name}' not found", props.instance),
+                format!(
+                    "[filter {}] requested parser '{name}' not found",
+                    props.instance
+                ),
             ),
         }
     }

@@ -158,7 +158,10 @@ async fn python_and_java_traces_with_other_fields() {
 
 #[tokio::test]
 async fn two_tags_interleaved_stay_apart() {
-    let f = filter(&[("multiline.key_content", "log"), ("multiline.parser", "java")]);
+    let f = filter(&[
+        ("multiline.key_content", "log"),
+        ("multiline.parser", "java"),
+    ]);
     let step = |tag, log: &str| Step {
         wait_ms: 5,
         tag,
@@ -183,9 +186,15 @@ async fn two_tags_interleaved_stay_apart() {
     assert_eq!(
         by_tag,
         [
-            ("a".to_string(), one_log("java.lang.RuntimeException: a\n\tat A.a(A.java:1)")),
+            (
+                "a".to_string(),
+                one_log("java.lang.RuntimeException: a\n\tat A.a(A.java:1)")
+            ),
             ("a".to_string(), one_log("end a")),
-            ("b".to_string(), one_log("java.lang.RuntimeException: b\n\tat B.b(B.java:1)")),
+            (
+                "b".to_string(),
+                one_log("java.lang.RuntimeException: b\n\tat B.b(B.java:1)")
+            ),
             ("b".to_string(), one_log("end b")),
         ]
     );
@@ -210,7 +219,10 @@ async fn a_pending_message_is_flushed_after_flush_ms() {
         json_of(&got),
         [one_log("java.lang.RuntimeException: x\n\tat A.a(A.java:1)")]
     );
-    assert!(waited >= std::time::Duration::from_millis(500), "{waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
     assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
 }
 
@@ -241,7 +253,10 @@ async fn pending_messages_are_flushed_at_shutdown() {
     assert_eq!(
         got,
         [
-            ("a".to_string(), one_log("java.lang.RuntimeException: x\n\tat A.a(A.java:1)")),
+            (
+                "a".to_string(),
+                one_log("java.lang.RuntimeException: x\n\tat A.a(A.java:1)")
+            ),
             ("b".to_string(), one_log("java.lang.Error: y")),
         ]
     );
@@ -249,7 +264,10 @@ async fn pending_messages_are_flushed_at_shutdown() {
 
 #[tokio::test]
 async fn records_without_the_content_go_on_unchanged() {
-    let f = filter(&[("multiline.key_content", "log"), ("multiline.parser", "java")]);
+    let f = filter(&[
+        ("multiline.key_content", "log"),
+        ("multiline.parser", "java"),
+    ]);
     let feed = Feed(vec![Step {
         wait_ms: 0,
         tag: "app",
@@ -262,7 +280,11 @@ async fn records_without_the_content_go_on_unchanged() {
     let (got, _) = run_engine(f, feed, 3, 8000).await;
     assert_eq!(
         json_of(&got),
-        [r#"{"message":"no log key"}"#, r#"{"log":42}"#, r#"{"log":"plain","n":1}"#]
+        [
+            r#"{"message":"no log key"}"#,
+            r#"{"log":42}"#,
+            r#"{"log":"plain","n":1}"#
+        ]
     );
 }
 
@@ -276,7 +298,11 @@ impl kb_core::plugin::Input for RawFeed {
         ctx: kb_core::input::InputContext,
     ) -> Result<(), kb_core::plugin::PluginError> {
         let mut w = kb_core::event::EventWriter::new();
-        for log in [&b"java.lang.Error: bad \xff byte"[..], b"\tat A.a(A.java:1) \xfe", b"end"] {
+        for log in [
+            &b"java.lang.Error: bad \xff byte"[..],
+            b"\tat A.a(A.java:1) \xfe",
+            b"end",
+        ] {
             w.begin(kb_core::event::EventTime::new(1, 0));
             rmp::encode::write_map_len(&mut w.buf, 1).unwrap();
             rmp::encode::write_str(&mut w.buf, "log").unwrap();
@@ -291,7 +317,10 @@ impl kb_core::plugin::Input for RawFeed {
 
 #[tokio::test]
 async fn invalid_utf8_content_is_joined() {
-    let f = filter(&[("multiline.key_content", "log"), ("multiline.parser", "java")]);
+    let f = filter(&[
+        ("multiline.key_content", "log"),
+        ("multiline.parser", "java"),
+    ]);
     let rec = common::Recorder::default();
     let mut engine = kb_core::engine::Engine::new(kb_core::engine::EngineConfig {
         flush: std::time::Duration::from_millis(50),
@@ -343,7 +372,10 @@ async fn invalid_utf8_content_is_joined() {
 
 #[tokio::test]
 async fn partial_messages_are_joined() {
-    let f = filter(&[("multiline.key_content", "log"), ("mode", "partial_message")]);
+    let f = filter(&[
+        ("multiline.key_content", "log"),
+        ("mode", "partial_message"),
+    ]);
     let part = |log: &str, ordinal: u32, last: bool| {
         serde_json::json!({
             "source": "stdout",
@@ -403,16 +435,29 @@ fn configuration_errors() {
         ["/etc/kb/filters.conf:3: [filter multiline.0] flush timeout '100' is too low (at least 500 ms)"]
     );
     assert_eq!(
-        errors(&PLUGIN, &[("multiline.parser", "docker"), ("mode", "other")], PARSERS).len(),
+        errors(
+            &PLUGIN,
+            &[("multiline.parser", "docker"), ("mode", "other")],
+            PARSERS
+        )
+        .len(),
         1
     );
     // docker and cri have their key_content.
-    assert!(build_with(&PLUGIN, &[("multiline.parser", "docker, cri")], &service(PARSERS)).is_ok());
+    assert!(build_with(
+        &PLUGIN,
+        &[("multiline.parser", "docker, cri")],
+        &service(PARSERS)
+    )
+    .is_ok());
 }
 
 #[test]
 fn the_emitter_is_named_as_in_fluent_bit() {
-    let f = filter(&[("multiline.key_content", "log"), ("multiline.parser", "java")]);
+    let f = filter(&[
+        ("multiline.key_content", "log"),
+        ("multiline.parser", "java"),
+    ]);
     let spec = f.emitter().unwrap();
     assert_eq!(spec.name, "emitter_for_multiline.0");
     // Fluent Bit's sizes are decimal here: 10M is 10,000,000 bytes.

@@ -69,12 +69,18 @@ fn documentation_example() {
 #[test]
 fn documentation_reserve_data() {
     let got = run(
-        &[("key_name", "data"), ("parser", "dummy_test"), ("reserve_data", "on")],
+        &[
+            ("key_name", "data"),
+            ("parser", "dummy_test"),
+            ("reserve_data", "on"),
+        ],
         &[r#"{"data":"100 0.5 true This is example", "key1":"value1", "key2":"value2"}"#],
     );
     assert_eq!(
         only_json(got),
-        [r#"{"INT":"100","FLOAT":"0.5","BOOL":"true","STRING":"This is example","key1":"value1","key2":"value2"}"#]
+        [
+            r#"{"INT":"100","FLOAT":"0.5","BOOL":"true","STRING":"This is example","key1":"value1","key2":"value2"}"#
+        ]
     );
 }
 
@@ -91,14 +97,20 @@ fn documentation_reserve_data_and_preserve_key() {
     );
     assert_eq!(
         only_json(got),
-        [r#"{"INT":"100","FLOAT":"0.5","BOOL":"true","STRING":"This is example","data":"100 0.5 true This is example","key1":"value1","key2":"value2"}"#]
+        [
+            r#"{"INT":"100","FLOAT":"0.5","BOOL":"true","STRING":"This is example","data":"100 0.5 true This is example","key1":"value1","key2":"value2"}"#
+        ]
     );
 }
 
 #[test]
 fn preserve_key_alone_keeps_only_the_parsed_field() {
     let got = run(
-        &[("key_name", "data"), ("parser", "dummy_test"), ("preserve_key", "on")],
+        &[
+            ("key_name", "data"),
+            ("parser", "dummy_test"),
+            ("preserve_key", "on"),
+        ],
         &[r#"{"k":"v","data":"1 2 3 four"}"#],
     );
     assert_eq!(
@@ -122,7 +134,10 @@ fn parsed_time_replaces_the_record_time() {
     assert_eq!(
         got,
         [
-            (EventTime::new(1_795_860_932, 500_000_000), r#"{"msg":"hi"}"#.to_string()),
+            (
+                EventTime::new(1_795_860_932, 500_000_000),
+                r#"{"msg":"hi"}"#.to_string()
+            ),
             (T, r#"{"msg":"no time"}"#.to_string()),
             (T, r#"{"time":"yesterday","msg":"bad"}"#.to_string()),
         ]
@@ -164,7 +179,11 @@ fn records_left_alone() {
     ];
     let f = build_with(
         &PLUGIN,
-        &[("key_name", "log"), ("parser", "dummy_test"), ("reserve_data", "on")],
+        &[
+            ("key_name", "log"),
+            ("parser", "dummy_test"),
+            ("reserve_data", "on"),
+        ],
         &service(DUMMY_TEST),
     )
     .unwrap();
@@ -178,7 +197,12 @@ fn records_left_alone() {
 
 #[test]
 fn invalid_utf8_values_are_parsed_without_panic() {
-    let f = build_with(&PLUGIN, &[("key_name", "log"), ("parser", "kv")], &service(DUMMY_TEST)).unwrap();
+    let f = build_with(
+        &PLUGIN,
+        &[("key_name", "log"), ("parser", "kv")],
+        &service(DUMMY_TEST),
+    )
+    .unwrap();
     let mut st = stage(f);
     let mut w = EventWriter::new();
     w.begin(T);
@@ -206,14 +230,20 @@ fn nest_under_and_record_accessor() {
     // With an accessor, Fluent Bit keeps every original field under Reserve_Data.
     assert_eq!(
         only_json(got),
-        [r#"{"parsed":{"INT":"1","FLOAT":"2","BOOL":"3","STRING":"four"},"req":{"line":"1 2 3 four"},"k":"v"}"#]
+        [
+            r#"{"parsed":{"INT":"1","FLOAT":"2","BOOL":"3","STRING":"four"},"req":{"line":"1 2 3 four"},"k":"v"}"#
+        ]
     );
 }
 
 #[test]
 fn unescape_key_unescapes_before_parsing() {
     let got = run(
-        &[("key_name", "log"), ("parser", "json_time"), ("unescape_key", "on")],
+        &[
+            ("key_name", "log"),
+            ("parser", "json_time"),
+            ("unescape_key", "on"),
+        ],
         &[r#"{"log":"{\\\"a\\\":\\\"b\\\"}"}"#],
     );
     assert_eq!(only_json(got), [r#"{"a":"b"}"#]);
@@ -235,15 +265,28 @@ fn configuration_errors() {
     );
     // An unknown parser next to a known one is only reported.
     let svc = service(DUMMY_TEST);
-    assert!(build_with(&PLUGIN, &[("key_name", "log"), ("parser", "nope"), ("parser", "kv")], &svc).is_ok());
+    assert!(build_with(
+        &PLUGIN,
+        &[("key_name", "log"), ("parser", "nope"), ("parser", "kv")],
+        &svc
+    )
+    .is_ok());
     let w = svc.take_warnings();
     assert_eq!(
         w[0].to_string(),
         "/etc/kb/filters.conf:3: [filter parser.0] requested parser 'nope' not found"
     );
     assert_eq!(
-        errors(&PLUGIN, &[("key_name", "log"), ("parser", "kv"), ("reserve_data", "maybe")], DUMMY_TEST)
-            .len(),
+        errors(
+            &PLUGIN,
+            &[
+                ("key_name", "log"),
+                ("parser", "kv"),
+                ("reserve_data", "maybe")
+            ],
+            DUMMY_TEST
+        )
+        .len(),
         1
     );
 }

@@ -65,9 +65,9 @@ use tokio::time::Instant;
 
 use crate::util::{self, Throttle};
 pub use config::{NamedParser, TailConfig};
-use multiline::MlConfig;
 pub use db::{OffsetDb, Save, Stored};
 use follow::Tailed;
+use multiline::MlConfig;
 use proof::Proof;
 use watch::{Change, Watcher, POLL_INTERVAL, SAFETY_INTERVAL};
 
@@ -95,7 +95,9 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<Conf
             None => {
                 errors.push(props.error(
                     key,
-                    format!("unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"),
+                    format!(
+                        "unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"
+                    ),
                 ));
                 None
             }
@@ -109,7 +111,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<Conf
     let ml_props: Vec<_> = props.get_all("multiline.parser").collect();
     if !ml_props.is_empty() {
         let parsers = kb_parsers::Parsers::of(svc.parsers.as_ref());
-        match parsers.multiline.resolve(ml_props.iter().copied(), &format!("[input {}] ", props.instance)) {
+        match parsers.multiline.resolve(
+            ml_props.iter().copied(),
+            &format!("[input {}] ", props.instance),
+        ) {
             Ok(list) if !list.is_empty() => {
                 config.multiline = Some(MlConfig {
                     parsers: list,
@@ -122,8 +127,13 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<Conf
     }
     if config.multiline.is_some() && config.docker_mode.is_some() {
         svc.warn(
-            props.get("docker_mode").map_or(props.location.clone(), |p| p.location.clone()),
-            format!("[input {}] Docker_Mode is ignored with multiline.parser, as in Fluent Bit", props.instance),
+            props
+                .get("docker_mode")
+                .map_or(props.location.clone(), |p| p.location.clone()),
+            format!(
+                "[input {}] Docker_Mode is ignored with multiline.parser, as in Fluent Bit",
+                props.instance
+            ),
         );
         config.docker_mode = None;
     }

@@ -31,19 +31,29 @@ fn locking_keeps_other_processes_out() {
 #[test]
 fn journal_modes() {
     let dir = tempfile::tempdir().unwrap();
-    for (mode, want) in [("WAL", "wal"), ("delete", "delete"), ("TRUNCATE", "truncate"), ("off", "off")] {
+    for (mode, want) in [
+        ("WAL", "wal"),
+        ("delete", "delete"),
+        ("TRUNCATE", "truncate"),
+        ("off", "off"),
+    ] {
         let path = dir.path().join(format!("{mode}.db"));
         let db = OffsetDb::open(&path, "normal", mode, false).unwrap();
         db.insert("/var/log/a.log", 7, 0).unwrap();
         let c = Connection::open(&path).unwrap();
-        let got: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let got: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         // WAL persists in the file; the others are per connection: the file is not in WAL.
         if want == "wal" {
             assert_eq!(got, "wal");
             assert!(dir.path().join(format!("{mode}.db-wal")).exists());
         } else {
             assert_eq!(got, "delete", "{mode}");
-            assert!(!dir.path().join(format!("{mode}.db-wal")).exists(), "{mode}");
+            assert!(
+                !dir.path().join(format!("{mode}.db-wal")).exists(),
+                "{mode}"
+            );
         }
         drop(db);
     }

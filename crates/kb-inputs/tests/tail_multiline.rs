@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{build, build_errors, mp, props, Rec, Recorder};
 use kb_config::values::RetryLimit;
-use kb_core::engine::{Engine, EngineConfig, InputInstance, OutputInstance};
 use kb_config::{parse_classic_str, Env};
+use kb_core::engine::{Engine, EngineConfig, InputInstance, OutputInstance};
 use kb_core::registry::ServiceContext;
 use kb_core::tag::TagMatcher;
 use kb_inputs::tail;
@@ -237,7 +237,11 @@ async fn builtin_java_and_python_on_raw_lines_with_offset_key() {
     append(&log, text);
     let got = records(
         &log,
-        &[("multiline.parser", "java"), ("multiline.parser", "python"), ("offset_key", "off")],
+        &[
+            ("multiline.parser", "java"),
+            ("multiline.parser", "python"),
+            ("offset_key", "off"),
+        ],
         3,
     )
     .await;
@@ -254,7 +258,9 @@ async fn builtin_java_and_python_on_raw_lines_with_offset_key() {
     );
     assert_eq!(
         got[1].record,
-        mp(r#"{"log":"Exception in thread \"main\" java.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)\n\t... 3 more\n","off":0}"#)
+        mp(
+            r#"{"log":"Exception in thread \"main\" java.lang.IllegalStateException: boom\n\tat a.B.c(B.java:1)\n\t... 3 more\n","off":0}"#
+        )
     );
     let plain = text.find("plain").unwrap();
     assert_eq!(
@@ -267,21 +273,31 @@ async fn builtin_java_and_python_on_raw_lines_with_offset_key() {
 async fn a_message_still_open_at_stop_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("go.log");
-    append(&log, "panic: oops\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:5 +0x1d\n");
+    append(
+        &log,
+        "panic: oops\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:5 +0x1d\n",
+    );
     // The go parser waits 4 s; the engine stops before: the message goes out at stop.
     let p = log.to_str().unwrap().to_string();
     let input = build(
         &tail::PLUGIN,
-        &[("path", p.as_str()), ("read_from_head", "on"), ("multiline.parser", "go")],
+        &[
+            ("path", p.as_str()),
+            ("read_from_head", "on"),
+            ("multiline.parser", "go"),
+        ],
     )
     .unwrap();
-    let (rec, report) = common::run_input(input, None, tokio::time::sleep(Duration::from_millis(700))).await;
+    let (rec, report) =
+        common::run_input(input, None, tokio::time::sleep(Duration::from_millis(700))).await;
     assert_eq!(report.lost_records, 0);
     let got = rec.events();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(
         got[0].record,
-        mp(r#"{"log":"panic: oops\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:5 +0x1d\n"}"#)
+        mp(
+            r#"{"log":"panic: oops\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:5 +0x1d\n"}"#
+        )
     );
 }
 
@@ -318,7 +334,11 @@ async fn docker_mode_joins_split_lines_then_parses() {
     );
     let got = records_with(
         &log,
-        &[("docker_mode", "on"), ("parser", "docker"), ("path_key", "file")],
+        &[
+            ("docker_mode", "on"),
+            ("parser", "docker"),
+            ("path_key", "file"),
+        ],
         DOCKER_PARSERS,
         3,
     )
@@ -328,17 +348,24 @@ async fn docker_mode_joins_split_lines_then_parses() {
     // The last part's JSON with the joined log, through Parser docker; Path_Key after it.
     assert_eq!(
         got[0].record,
-        mp(&format!(r#"{{"log":"part one, part two\n","stream":"stdout","file":"{p}"}}"#))
+        mp(&format!(
+            r#"{{"log":"part one, part two\n","stream":"stdout","file":"{p}"}}"#
+        ))
     );
     assert_eq!(
         (got[0].time.secs, got[0].time.nanos),
         (1_795_860_931, 200_000_000)
     );
     // Not Docker JSON: read as usual (the parser fails, so {Key: line}).
-    assert_eq!(got[1].record, mp(&format!(r#"{{"file":"{p}","log":"not json"}}"#)));
+    assert_eq!(
+        got[1].record,
+        mp(&format!(r#"{{"file":"{p}","log":"not json"}}"#))
+    );
     assert_eq!(
         got[2].record,
-        mp(&format!(r#"{{"log":"whole\n","stream":"stderr","file":"{p}"}}"#))
+        mp(&format!(
+            r#"{{"log":"whole\n","stream":"stderr","file":"{p}"}}"#
+        ))
     );
 }
 
@@ -374,7 +401,9 @@ async fn docker_mode_parser_joins_until_the_next_first_line() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(
         got[0].record,
-        mp(r#"{"log":"2026-11-28 ERROR failed\n    at a.B.c(B.java:1)\n... 3 more\n","stream":"stderr"}"#)
+        mp(
+            r#"{"log":"2026-11-28 ERROR failed\n    at a.B.c(B.java:1)\n... 3 more\n","stream":"stderr"}"#
+        )
     );
     // The last message waits for Docker_Mode_Flush.
     assert_eq!(
@@ -387,18 +416,29 @@ async fn docker_mode_parser_joins_until_the_next_first_line() {
 fn docker_mode_keys_are_checked() {
     let errs = build_errors(
         &tail::PLUGIN,
-        &[("path", "/x"), ("docker_mode", "maybe"), ("docker_mode_parser", "nope")],
+        &[
+            ("path", "/x"),
+            ("docker_mode", "maybe"),
+            ("docker_mode_parser", "nope"),
+        ],
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].contains("docker_mode"), "{errs:?}");
     let errs = build_errors(
         &tail::PLUGIN,
-        &[("path", "/x"), ("docker_mode", "on"), ("docker_mode_parser", "nope")],
+        &[
+            ("path", "/x"),
+            ("docker_mode", "on"),
+            ("docker_mode_parser", "nope"),
+        ],
     );
     assert_eq!(
         errs,
         ["/etc/kb/test.conf:4: [input tail.0] unknown parser 'nope': define it in a parsers file (-R / Parsers_File)"]
     );
-    let errs = build_errors(&tail::PLUGIN, &[("path", "/x"), ("db.journal_mode", "fast")]);
+    let errs = build_errors(
+        &tail::PLUGIN,
+        &[("path", "/x"), ("db.journal_mode", "fast")],
+    );
     assert!(errs[0].contains("db.journal_mode"), "{errs:?}");
 }

@@ -21,14 +21,19 @@ fn chunk_files(dir: &std::path::Path) -> usize {
 }
 
 fn walk(dir: &std::path::Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| {
             let p = e.path();
             if p.is_dir() {
                 walk(&p)
             } else {
-                usize::from(p.extension().is_some_and(|x| x == kb_core::store::CHUNK_EXT))
+                usize::from(
+                    p.extension()
+                        .is_some_and(|x| x == kb_core::store::CHUNK_EXT),
+                )
             }
         })
         .sum()
@@ -39,7 +44,9 @@ fn walk(dir: &std::path::Path) -> usize {
 async fn run(pause: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("big.log");
-    let text: String = (0..20_000).map(|i| format!("line {i:06} {}\n", "x".repeat(40))).collect();
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i:06} {}\n", "x".repeat(40)))
+        .collect();
     std::fs::write(&log, text).unwrap();
     let store = dir.path().join("store");
     let mut storage = StorageConfig::new(store.clone());
@@ -109,8 +116,14 @@ async fn off_reads_on_to_disk_and_on_pauses_reading() {
     let (files_on, delivered_on) = run("on").await;
     // ~1 MB read in 128 KiB blocks, one chunk each: off, the whole file waits on disk; on,
     // reading stopped at the first chunks over the limit.
-    assert!(files_off >= 8, "off: {files_off} chunk files (on: {files_on})");
-    assert!(files_on <= 3, "on: {files_on} chunk files (off: {files_off})");
+    assert!(
+        files_off >= 8,
+        "off: {files_off} chunk files (on: {files_on})"
+    );
+    assert!(
+        files_on <= 3,
+        "on: {files_on} chunk files (off: {files_off})"
+    );
     // Nothing is lost either way once the output takes records again.
     assert_eq!(delivered_off, 20_000);
     assert_eq!(delivered_on, 20_000);
@@ -128,5 +141,8 @@ fn forward_accepts_the_key() {
         &[("storage.pause_on_chunks_overlimit", "sometimes")],
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].contains("storage.pause_on_chunks_overlimit"), "{errs:?}");
+    assert!(
+        errs[0].contains("storage.pause_on_chunks_overlimit"),
+        "{errs:?}"
+    );
 }

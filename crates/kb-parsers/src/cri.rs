@@ -38,7 +38,10 @@ pub(super) fn parse(
         .position(|&c| c == b'\r' || c == b'\n')
         .unwrap_or(log.len());
     let time = match &p.time_format {
-        Some(f) => Some(f.parse(time_text, now).ok_or_else(|| p.time_error(time_text))?),
+        Some(f) => Some(
+            f.parse(time_text, now)
+                .ok_or_else(|| p.time_error(time_text))?,
+        ),
         None => None,
     };
     let map = reserve_header(buf);

@@ -69,7 +69,9 @@ pub enum FieldType {
 enum Format {
     Json,
     Regex(Box<regex::RegexFormat>),
-    Logfmt { no_bare_keys: bool },
+    Logfmt {
+        no_bare_keys: bool,
+    },
     Ltsv,
     /// The CRI log line (only the built-in `cri` multiline parser uses it).
     Cri,
@@ -334,12 +336,24 @@ impl Parser {
 
     /// Fluent Bit's `_ml_json_docker`: JSON, `time` read as `%Y-%m-%dT%H:%M:%S.%L` and kept.
     pub fn docker_json() -> Self {
-        Parser::builtin("_ml_json_docker", Format::Json, "%Y-%m-%dT%H:%M:%S.%L", "time", true)
+        Parser::builtin(
+            "_ml_json_docker",
+            Format::Json,
+            "%Y-%m-%dT%H:%M:%S.%L",
+            "time",
+            true,
+        )
     }
 
     /// Fluent Bit's `_ml_cri`: the CRI line, `time` read as `%Y-%m-%dT%H:%M:%S.%L%z` and kept.
     pub fn cri() -> Self {
-        Parser::builtin("_ml_cri", Format::Cri, "%Y-%m-%dT%H:%M:%S.%L%z", "time", true)
+        Parser::builtin(
+            "_ml_cri",
+            Format::Cri,
+            "%Y-%m-%dT%H:%M:%S.%L%z",
+            "time",
+            true,
+        )
     }
 
     /// The parser's name.

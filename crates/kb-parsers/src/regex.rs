@@ -35,7 +35,8 @@ thread_local! {
 impl RegexFormat {
     /// Compile a Fluent Bit (Ruby syntax) pattern; it needs at least one named group.
     pub(super) fn new(pattern: &str) -> Result<Self, String> {
-        let regex = Regex::new(pattern.trim()).map_err(|e| format!("invalid regex: {}", e.reason))?;
+        let regex =
+            Regex::new(pattern.trim()).map_err(|e| format!("invalid regex: {}", e.reason))?;
         if regex.names().is_empty() {
             return Err("the regex has no named capture group such as (?<name>...)".into());
         }

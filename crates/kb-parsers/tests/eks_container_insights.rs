@@ -79,7 +79,10 @@ fn syslog_with_and_without_pid() {
             ("host", "ip-10-0-1-17"),
             ("ident", "kubelet"),
             ("pid", "3120"),
-            ("message", "I1128 10:15:32.123456 3120 kubelet.go:2426] SyncLoop: ok"),
+            (
+                "message",
+                "I1128 10:15:32.123456 3120 kubelet.go:2426] SyncLoop: ok"
+            ),
         ])
     );
     // `{1,2}` takes the two spaces syslog puts before a one-digit day; no pid: the optional
@@ -123,7 +126,10 @@ fn container_firstline_captures_log_stream_and_time() {
     assert_eq!(t, EventTime::new(T, 500_000_000));
     assert_eq!(
         v,
-        map(&[("log", r#"at 2020-01-01T00:00:00.5Z it broke\n"#), ("stream", "stdout")])
+        map(&[
+            ("log", r#"at 2020-01-01T00:00:00.5Z it broke\n"#),
+            ("stream", "stdout")
+        ])
     );
 }
 
@@ -169,7 +175,10 @@ fn cwagent_firstline_needs_a_date_without_fraction() {
     assert_eq!(
         v,
         map(&[
-            ("log", r#"2026/11/28 10:15:32 I! Config has been translated into TOML\n"#),
+            (
+                "log",
+                r#"2026/11/28 10:15:32 I! Config has been translated into TOML\n"#
+            ),
             ("stream", "stderr"),
         ])
     );

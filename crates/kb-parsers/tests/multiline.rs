@@ -109,7 +109,8 @@ impl Run {
 
     fn flush(&mut self) {
         let out = &mut self.out;
-        self.ml.flush_all(&mut |f: Flushed<'_>| out.push(decode(f.stream, f.event)));
+        self.ml
+            .flush_all(&mut |f: Flushed<'_>| out.push(decode(f.stream, f.event)));
     }
 
     fn logs(&self) -> Vec<String> {
@@ -146,7 +147,10 @@ fn docker() {
     );
     // The first part's record and time; `time` is kept.
     assert_eq!(r.out[2].keys(), ["log", "stream", "time"]);
-    assert_eq!(r.out[2].field("time").unwrap(), "2021-02-01T16:45:03.01232z");
+    assert_eq!(
+        r.out[2].field("time").unwrap(),
+        "2021-02-01T16:45:03.01232z"
+    );
     assert_eq!(r.out[2].time, EventTime::new(1_612_197_903, 12_320_000));
     // A line no parser takes: `{"log": line}` (docker's key_content, no newline added).
     assert_eq!(r.out[4].keys(), ["log"]);
@@ -191,7 +195,10 @@ fn cri() {
     );
     let first = &r.out[0];
     assert_eq!(first.keys(), ["time", "stream", "_p", "log"]);
-    assert_eq!(first.field("time").unwrap(), "2019-05-07T18:57:50.904275087+00:00");
+    assert_eq!(
+        first.field("time").unwrap(),
+        "2019-05-07T18:57:50.904275087+00:00"
+    );
     assert_eq!(first.field("_p").unwrap(), "P");
     assert_eq!(first.time, EventTime::new(1_557_255_470, 904_275_087));
 }
@@ -280,7 +287,10 @@ fn python_text() {
     }
     assert_eq!(
         r.logs(),
-        [lines[..8].concat(), "hello world, not multiline\n".to_string()]
+        [
+            lines[..8].concat(),
+            "hello world, not multiline\n".to_string()
+        ]
     );
 }
 
@@ -385,7 +395,10 @@ fn elastic_records() {
     }
     assert_eq!(
         r.logs(),
-        [lines[..4].concat(), "another separate log line\n".to_string()]
+        [
+            lines[..4].concat(),
+            "another separate log line\n".to_string()
+        ]
     );
 }
 
@@ -439,7 +452,10 @@ fn issue_3817_cri_then_custom() {
                 (k, v)
             })
             .collect();
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         custom.record(2, o.time, &pairs);
     }
     custom.flush();
@@ -472,9 +488,15 @@ fn streams_are_kept_apart() {
     assert_eq!(
         got,
         [
-            (2, "java.lang.IllegalStateException: b\n\tat B.b(B.java:2)".to_string()),
+            (
+                2,
+                "java.lang.IllegalStateException: b\n\tat B.b(B.java:2)".to_string()
+            ),
             (2, "done 2".to_string()),
-            (1, "java.lang.RuntimeException: a\n\tat A.a(A.java:1)\n\tat A.c(A.java:3)".to_string()),
+            (
+                1,
+                "java.lang.RuntimeException: a\n\tat A.a(A.java:1)\n\tat A.c(A.java:3)".to_string()
+            ),
             (1, "done 1".to_string()),
         ]
     );
@@ -490,9 +512,11 @@ fn idle_messages_are_flushed_and_others_kept() {
     r.record(2, t, &[("log", "java.lang.RuntimeException: b")]);
     assert!(r.ml.oldest_pending().is_some());
     let out = &mut r.out;
-    r.ml.flush_idle(Instant::now(), Duration::from_millis(20), &mut |f: Flushed<'_>| {
-        out.push(decode(f.stream, f.event))
-    });
+    r.ml.flush_idle(
+        Instant::now(),
+        Duration::from_millis(20),
+        &mut |f: Flushed<'_>| out.push(decode(f.stream, f.event)),
+    );
     assert_eq!(r.logs(), ["java.lang.RuntimeException: a"]);
     assert!(r.ml.is_pending(2) && !r.ml.is_pending(1));
     r.flush();
@@ -522,7 +546,13 @@ fn metadata_is_merged_and_truncation_marked() {
     let t = EventTime::new(1, 0);
     let mut sink = |f: Flushed<'_>| out.push(decode(f.stream, f.event));
     assert_eq!(
-        ml.append_record(1, t, &md("a"), &rec("java.lang.RuntimeException: x"), &mut sink),
+        ml.append_record(
+            1,
+            t,
+            &md("a"),
+            &rec("java.lang.RuntimeException: x"),
+            &mut sink
+        ),
         Status::Ok
     );
     assert_eq!(
@@ -609,7 +639,10 @@ fn docker_then_cri_chain() {
     ] {
         r.text(1, l);
     }
-    assert_eq!(r.logs(), ["first message", "second message", "third message"]);
+    assert_eq!(
+        r.logs(),
+        ["first message", "second message", "third message"]
+    );
     r.flush();
     assert_eq!(r.out.len(), 3);
 }
@@ -631,6 +664,9 @@ fn python_and_java_together() {
     }
     assert_eq!(
         r.logs(),
-        [lines[..4].concat(), "hello world, not multiline\n".to_string()]
+        [
+            lines[..4].concat(),
+            "hello world, not multiline\n".to_string()
+        ]
     );
 }

@@ -196,12 +196,14 @@ pub fn build(
 ) -> Result<Built, Vec<ConfigError>> {
     let mut parser_errors = Vec::new();
     let mut parser_warnings = Vec::new();
-    let parsers: Arc<dyn ParserLookup> =
-        match Parsers::from_sections(&cfg.parsers, &cfg.multiline_parsers) {
-            Ok((mut parsers, warnings)) => {
-                parser_warnings = warnings;
-                if let Some(p) = cfg.service_get("multiline_buffer_limit") {
-                    match kb_parsers::multiline::parse_buffer_limit(&p.value) {
+    let parsers: Arc<dyn ParserLookup> = match Parsers::from_sections(
+        &cfg.parsers,
+        &cfg.multiline_parsers,
+    ) {
+        Ok((mut parsers, warnings)) => {
+            parser_warnings = warnings;
+            if let Some(p) = cfg.service_get("multiline_buffer_limit") {
+                match kb_parsers::multiline::parse_buffer_limit(&p.value) {
                         Some(v) => parsers.multiline_buffer_limit = v,
                         None => parser_errors.push(ConfigError::new(
                             p.location.clone(),
@@ -211,14 +213,14 @@ pub fn build(
                             ),
                         )),
                     }
-                }
-                Arc::new(parsers)
             }
-            Err(errs) => {
-                parser_errors = errs;
-                Arc::new(NoParsers)
-            }
-        };
+            Arc::new(parsers)
+        }
+        Err(errs) => {
+            parser_errors = errs;
+            Arc::new(NoParsers)
+        }
+    };
     let svc = ServiceContext {
         json_escape_unicode: service.json_escape_unicode,
         parsers,

@@ -80,7 +80,13 @@ pub fn json_lines(data: &[u8]) -> Vec<(EventTime, String)> {
         .map(|e| {
             let e = e.unwrap();
             let mut out = Vec::new();
-            write_json(e.record, &mut out, &JsonOptions::default(), &mut JsonStats::default()).unwrap();
+            write_json(
+                e.record,
+                &mut out,
+                &JsonOptions::default(),
+                &mut JsonStats::default(),
+            )
+            .unwrap();
             (e.time, String::from_utf8(out).unwrap())
         })
         .collect()

@@ -373,7 +373,8 @@ impl Encoder<'_> {
                     let mut c = Cursor::new(ev.record);
                     if let Ok(n) = c.read_map_len() {
                         w.begin(ev.time);
-                        let _ = rmp::encode::write_map_len(&mut w.buf, n as u32 + self.extra_keys());
+                        let _ =
+                            rmp::encode::write_map_len(&mut w.buf, n as u32 + self.extra_keys());
                         w.buf.extend_from_slice(c.rest());
                         self.keys(&mut w.buf, line_start);
                         return;

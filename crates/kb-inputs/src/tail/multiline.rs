@@ -94,8 +94,7 @@ impl FileMl {
         let Some(e) = &mut self.engine else {
             return false;
         };
-        if e.append_text(STREAM, time, line, at, sink) == kb_parsers::multiline::Status::Truncated
-        {
+        if e.append_text(STREAM, time, line, at, sink) == kb_parsers::multiline::Status::Truncated {
             tracing::warn!(target: "input", "tail: multiline message truncated due to buffer limit");
         }
         true

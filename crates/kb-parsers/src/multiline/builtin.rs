@@ -69,8 +69,16 @@ pub fn java() -> MlParser {
                 r"/^[\t ]*nested exception is:[\t ]*/",
                 "java_start_exception",
             ),
-            ("java_after_exception", r"/^[\r\n]*$/", "java_after_exception"),
-            ("java_after_exception, java", r"/^[\t ]+(?:eval )?at /", "java"),
+            (
+                "java_after_exception",
+                r"/^[\r\n]*$/",
+                "java_after_exception",
+            ),
+            (
+                "java_after_exception, java",
+                r"/^[\t ]+(?:eval )?at /",
+                "java",
+            ),
             (
                 "java_after_exception, java",
                 r"/^[\t ]+--- End of inner exception stack trace ---$/",
@@ -112,7 +120,11 @@ pub fn go() -> MlParser {
                 "go_goroutine",
             ),
             ("go_after_panic", r"/^\[signal /", "go_after_signal"),
-            ("go_goroutine", r"/^goroutine \d+ \[[^\]]+\]:$/", "go_frame_1"),
+            (
+                "go_goroutine",
+                r"/^goroutine \d+ \[[^\]]+\]:$/",
+                "go_frame_1",
+            ),
             (
                 "go_frame_1",
                 r"/^(?:[^\s.:]+\.)*[^\s.():]+\(|^created by /",

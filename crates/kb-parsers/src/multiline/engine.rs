@@ -285,7 +285,13 @@ impl Multiline {
         self.append(stream, time, line, sink)
     }
 
-    fn append(&mut self, stream: u64, time: EventTime, line: Line<'_>, sink: &mut Sink<'_>) -> Status {
+    fn append(
+        &mut self,
+        stream: u64,
+        time: EventTime,
+        line: Line<'_>,
+        sink: &mut Sink<'_>,
+    ) -> Status {
         if self.instances.is_empty() {
             return Status::Ok;
         }
@@ -365,7 +371,9 @@ impl Multiline {
             (Input::Record { metadata, map }, None) => (Some(map), Some(metadata), None, now),
         };
         let r = match map {
-            None => self.package(i, stream, at, None, None, text, time, None, None, None, sink),
+            None => self.package(
+                i, stream, at, None, None, text, time, None, None, None, sink,
+            ),
             Some(m) => {
                 let inst = &self.instances[i];
                 match str_field(m, inst.key_content.as_deref()) {

@@ -148,7 +148,8 @@ impl MlParser {
                 "the first rule must start in 'start_state' (it starts in '{from}')"
             ));
         }
-        let regex = Regex::new(regex).map_err(|e| format!("invalid regex '{regex}': {}", e.reason))?;
+        let regex =
+            Regex::new(regex).map_err(|e| format!("invalid regex '{regex}': {}", e.reason))?;
         self.rules.push(Rule {
             from_states,
             start_state,
@@ -167,13 +168,10 @@ impl MlParser {
                 continue;
             };
             let next: Vec<usize> = (0..self.rules.len())
-                .filter(|&j| self.rules[j].from_states.iter().any(|s| *s == to))
+                .filter(|&j| self.rules[j].from_states.contains(&to))
                 .collect();
             if next.is_empty() {
-                return Err((
-                    i,
-                    format!("next state '{to}' is not the state of any rule"),
-                ));
+                return Err((i, format!("next state '{to}' is not the state of any rule")));
             }
             self.rules[i].next = next;
         }
@@ -395,7 +393,12 @@ fn from_section(
     if let Some(p) = get("negate") {
         match parse_bool(&p.value) {
             Some(v) => mp.negate = v,
-            None => errors.push(err(&p.location, &name, "negate", format!("invalid boolean '{}'", p.value))),
+            None => errors.push(err(
+                &p.location,
+                &name,
+                "negate",
+                format!("invalid boolean '{}'", p.value),
+            )),
         }
     }
     if let Some(p) = get("flush_timeout") {
@@ -421,7 +424,14 @@ fn from_section(
     if mp.kind != MlType::Regex && mp.match_str.is_empty() && kind.is_some() {
         errors.push(ConfigError::new(
             s.location.clone(),
-            format!("multiline parser '{name}': 'match_string' is required with type {}", if mp.kind == MlType::EndsWith { "endswith" } else { "equal" }),
+            format!(
+                "multiline parser '{name}': 'match_string' is required with type {}",
+                if mp.kind == MlType::EndsWith {
+                    "endswith"
+                } else {
+                    "equal"
+                }
+            ),
         ));
     }
     if let Some(p) = get("parser") {
@@ -431,7 +441,10 @@ fn from_section(
                 &p.location,
                 &name,
                 "parser",
-                format!("unknown parser '{}': define it in a [PARSER] section", p.value.trim()),
+                format!(
+                    "unknown parser '{}': define it in a [PARSER] section",
+                    p.value.trim()
+                ),
             )),
         }
         if mp.key_content.is_none() {
@@ -459,7 +472,12 @@ fn from_section(
                 ));
                 continue;
             }
-            if let Err(e) = mp.add_rule(n == 0, &words[0], &words[1], words.get(2).map(String::as_str)) {
+            if let Err(e) = mp.add_rule(
+                n == 0,
+                &words[0],
+                &words[1],
+                words.get(2).map(String::as_str),
+            ) {
                 errors.push(err(&p.location, &name, "rule", e));
             }
         }
@@ -476,7 +494,12 @@ fn from_section(
             });
         }
     } else if let Some(p) = rules.first() {
-        errors.push(err(&p.location, &name, "rule", "rules only apply to type regex"));
+        errors.push(err(
+            &p.location,
+            &name,
+            "rule",
+            "rules only apply to type regex",
+        ));
     }
     if errors.is_empty() {
         Ok(mp)
@@ -501,7 +524,11 @@ mod tests {
     fn rule_words_as_fluent_bit_splits_them() {
         assert_eq!(
             split_rule(r#""start_state"   "/([a-zA-Z]+ \d+ \d+\:\d+\:\d+)(.*)/"  "cont""#),
-            ["start_state", r"/([a-zA-Z]+ \d+ \d+\:\d+\:\d+)(.*)/", "cont"]
+            [
+                "start_state",
+                r"/([a-zA-Z]+ \d+ \d+\:\d+\:\d+)(.*)/",
+                "cont"
+            ]
         );
         assert_eq!(
             split_rule(r#""a, b" "/say \"hi\"/" "c""#),
@@ -515,16 +542,21 @@ mod tests {
     fn rules_map_their_next_states() {
         let mut p = MlParser::new("t", MlType::Regex);
         assert!(p.add_rule(true, "cont", "/x/", Some("cont")).is_err());
-        p.add_rule(true, "start_state, again", "/a/", Some("cont")).unwrap();
+        p.add_rule(true, "start_state, again", "/a/", Some("cont"))
+            .unwrap();
         p.add_rule(false, "cont", "/b/", Some("again")).unwrap();
         p.init().unwrap();
         assert_eq!(p.rules[0].next, [1]);
         assert_eq!(p.rules[1].next, [0]);
         let mut p = MlParser::new("t", MlType::Regex);
-        p.add_rule(true, "start_state", "/a/", Some("nowhere")).unwrap();
+        p.add_rule(true, "start_state", "/a/", Some("nowhere"))
+            .unwrap();
         assert_eq!(
             p.init().unwrap_err(),
-            (0, "next state 'nowhere' is not the state of any rule".to_string())
+            (
+                0,
+                "next state 'nowhere' is not the state of any rule".to_string()
+            )
         );
         assert!(MlParser::new("t", MlType::Regex)
             .add_rule(true, "start_state", "/(/", None)
