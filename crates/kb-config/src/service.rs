@@ -169,6 +169,7 @@ fn is_ignored_key(key: &str) -> bool {
                 | "enable_chunk_trace"
                 | "windows.maxstdio"
                 | "sp.convert_from_str_to_num"
+                // Read where the multiline parsers are built (kinesis-bit's pipeline).
                 | "multiline_buffer_limit"
         )
 }

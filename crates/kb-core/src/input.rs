@@ -108,6 +108,9 @@ pub(crate) struct InputState {
     /// Memory accounts of emitters this input's records were re-emitted into (rewrite_tag):
     /// the input pauses while one of them is over its limit, as Fluent Bit's pipeline does.
     downstream: Mutex<Vec<Arc<MemAccount>>>,
+    /// `storage.pause_on_chunks_overlimit`: a filesystem input waits while chunks queue on
+    /// disk.
+    pause_on_overlimit: AtomicBool,
 }
 
 thread_local! {
@@ -174,6 +177,7 @@ impl InputState {
             owner_filter: OnceLock::new(),
             stage: Mutex::new(StageBuf::default()),
             downstream: Mutex::new(Vec::new()),
+            pause_on_overlimit: AtomicBool::new(false),
         }
     }
 
@@ -342,16 +346,60 @@ impl InputContext {
         self.state.is_filesystem()
     }
 
-    /// Whether the input is over its `Mem_Buf_Limit` (never for a filesystem input).
+    /// Whether the input is over its `Mem_Buf_Limit` (a filesystem input: whether it asked to
+    /// pause on chunks over the limit and they are).
     pub fn is_paused(&self) -> bool {
-        !self.state.is_filesystem() && self.state.account.is_over()
+        match &self.state.store {
+            Some(store) => {
+                self.state.pause_on_overlimit.load(Ordering::Acquire) && store.must_go_down()
+            }
+            None => self.state.account.is_over(),
+        }
+    }
+
+    /// `storage.pause_on_chunks_overlimit`: with filesystem storage, make [`Self::ready`]
+    /// wait while new chunks would have to wait on disk (`storage.max_chunks_up` chunks are
+    /// in memory, or chunks queue on disk already), as Fluent Bit pauses such an input.
+    pub fn pause_on_chunks_overlimit(&self, on: bool) {
+        self.state.pause_on_overlimit.store(on, Ordering::Release);
+    }
+
+    /// Wait while chunks are over the filesystem limit (see
+    /// [`Self::pause_on_chunks_overlimit`]), or until the engine stops.
+    async fn ready_chunks_up(&self, store: &Store) {
+        let mut stop = self.stop.clone();
+        loop {
+            let changed = store.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !store.must_go_down() || *stop.borrow() {
+                if self.state.paused.swap(false, Ordering::AcqRel) {
+                    tracing::info!(target: "input", "{} resume (storage buf overlimit)", self.name());
+                }
+                return;
+            }
+            if !self.state.paused.swap(true, Ordering::AcqRel) {
+                tracing::warn!(target: "input",
+                    "{} paused (storage buf overlimit {} chunks up)", self.name(), store.config.max_chunks_up);
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = stop.changed() => {}
+                // Chunks going up again are not all announced: look again now and then.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+        }
     }
 
     /// Wait until the input may produce more: returns at once when under `Mem_Buf_Limit`,
     /// otherwise when enough buffered data was delivered, or when the engine stops.
-    /// A filesystem input never waits: what memory cannot hold waits on disk.
+    /// A filesystem input never waits (what memory cannot hold waits on disk), unless it set
+    /// [`Self::pause_on_chunks_overlimit`].
     pub async fn ready(&self) {
-        if self.state.is_filesystem() {
+        if let Some(store) = &self.state.store {
+            if self.state.pause_on_overlimit.load(Ordering::Acquire) {
+                self.ready_chunks_up(store).await;
+            }
             return;
         }
         let mut stop = self.stop.clone();

@@ -69,6 +69,13 @@ pub trait LineParser: Send + Sync {
 pub trait ParserLookup: Send + Sync {
     /// The parser called `name`.
     fn parser(&self, name: &str) -> Option<Arc<dyn LineParser>>;
+
+    /// The lookup as its concrete type: plugins that need more than lines (the parser and
+    /// multiline filters, tail's multiline parsers) downcast it to kb-parsers' registry.
+    /// Lookups that do not say give a value nothing downcasts to.
+    fn as_any(&self) -> &dyn std::any::Any {
+        &()
+    }
 }
 
 /// The lookup when no parsers are configured.

@@ -8,7 +8,9 @@ pub mod expect;
 pub mod grep;
 pub mod lua;
 pub mod modify;
+pub mod multiline;
 pub mod nest;
+pub mod parser;
 pub mod record_modifier;
 pub mod rewrite_tag;
 pub mod throttle;
@@ -22,7 +24,9 @@ pub fn plugins() -> Vec<FilterPlugin> {
         grep::PLUGIN,
         lua::PLUGIN,
         modify::PLUGIN,
+        multiline::PLUGIN,
         nest::PLUGIN,
+        parser::PLUGIN,
         record_modifier::PLUGIN,
         rewrite_tag::PLUGIN,
         throttle::PLUGIN,

@@ -103,6 +103,12 @@ const KEYS: &[KeySpec] = &[
         Some("localhost"),
         "hostname sent in the secure forward handshake",
     ),
+    KeySpec::new(
+        "storage.pause_on_chunks_overlimit",
+        KeyType::Bool,
+        Some("off"),
+        "with storage.type filesystem, stop reading while chunks wait on disk (storage.max_chunks_up reached)",
+    ),
     KeySpec {
         multiple: true,
         ..KeySpec::new(
@@ -146,6 +152,8 @@ pub struct ForwardInput {
     chunk_size: usize,
     max_size: usize,
     security: Option<Security>,
+    /// `storage.pause_on_chunks_overlimit`.
+    pause_on_overlimit: bool,
 }
 
 impl ForwardInput {
@@ -222,6 +230,16 @@ impl ForwardInput {
             return Err(errors);
         }
         let tag_prefix = props.str("tag_prefix").unwrap_or_default();
+        let pause_on_overlimit = props
+            .bool("storage.pause_on_chunks_overlimit")
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            })
+            .unwrap_or(false);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(ForwardInput {
             address,
             tag_prefix: tag_prefix.to_string(),
@@ -232,6 +250,7 @@ impl ForwardInput {
             chunk_size,
             max_size,
             security,
+            pause_on_overlimit,
         })
     }
 
@@ -286,8 +305,10 @@ impl Input for ForwardInput {
             chunk_size,
             max_size,
             security,
+            pause_on_overlimit,
             ..
         } = *self;
+        ctx.pause_on_chunks_overlimit(pause_on_overlimit);
         let conns = Arc::new(Conns {
             ctx,
             tag_prefix,

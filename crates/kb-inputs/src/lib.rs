@@ -8,7 +8,8 @@ pub mod dummy;
 pub mod exec;
 pub mod forward;
 pub mod http;
-pub mod parsers;
+/// The `[PARSER]` formats, shared with the filters (crate `kb-parsers`).
+pub use kb_parsers as parsers;
 pub mod stdin;
 pub mod systemd;
 pub mod tail;

@@ -15,7 +15,8 @@
 //! * Records are `{Path_Key: <path>, Offset_Key: <offset of the line's first byte>, Key:
 //!   <line>}` (the first two only when set; `Key` defaults to `log`). Line bytes are kept as
 //!   they are (no UTF-8 check), a trailing `\r` is removed; `Skip_Empty_Lines` drops empty
-//!   lines.
+//!   lines. With `Parser`, a line it parses is its fields followed by `Path_Key` and
+//!   `Offset_Key` (Fluent Bit's order); others stay `{Path_Key, Offset_Key, Key: line}`.
 //! * `Tag` with a `*`: the `*` is replaced by the file's path with `/` turned into `.` and
 //!   the leading one removed (`app.*` + `/var/log/x.log` = `app.var.log.x.log`).
 //! * Rotation by rename (or deletion): the old file keeps being read for `Rotate_Wait`
@@ -30,15 +31,16 @@
 //!   a file rewritten meanwhile is read from its head. `DB.sync`, `DB.locking`,
 //!   `DB.journal_mode`.
 //!
-//! * `multiline.parser docker, cri`: the built-in parsers join lines split by container
-//!   runtimes (see [`multiline`]); other multiline parsers are refused.
+//! * `multiline.parser` (built-in `docker`, `cri`, `go`, `python`, `java`, `ruby` and
+//!   `[MULTILINE_PARSER]`s) and `Docker_Mode`/`Docker_Mode_Flush`/`Docker_Mode_Parser` join
+//!   lines (see [`multiline`]).
 //!
 //! Offsets (and so `DB`) count lines handed to the engine, not lines delivered by outputs, as
 //! in Fluent Bit. Files are read on the input's task (local files; a stalled network file
 //! system would stall it).
 //!
-//! Not supported (unknown keys): other `multiline*` keys, `docker_mode*`, `tag_regex`,
-//! `ignore_older`, `exit_on_eof`.
+//! Not supported (unknown keys): the old `multiline`/`parser_firstline`/`multiline_flush`
+//! keys, `tag_regex`, `ignore_older`, `exit_on_eof`.
 
 mod config;
 mod db;
@@ -65,6 +67,7 @@ use crate::util::{self, Throttle};
 pub use config::{NamedParser, TailConfig};
 pub use db::{OffsetDb, Save, Stored};
 use follow::Tailed;
+use multiline::MlConfig;
 use proof::Proof;
 use watch::{Change, Watcher, POLL_INTERVAL, SAFETY_INTERVAL};
 
@@ -84,14 +87,58 @@ pub const PLUGIN: InputPlugin = InputPlugin {
 
 fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Input>, Vec<ConfigError>> {
     let mut config = TailConfig::from_props(props)?;
-    if let Some(name) = props.str("parser") {
-        let parser = svc.parsers.parser(name).ok_or_else(|| {
-            vec![props.error(
-                "parser",
-                format!("unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"),
-            )]
-        })?;
-        config.parser = Some(NamedParser(parser));
+    let mut errors = Vec::new();
+    let mut named = |key: &str| -> Option<NamedParser> {
+        let name = props.str(key)?;
+        match svc.parsers.parser(name) {
+            Some(p) => Some(NamedParser(p)),
+            None => {
+                errors.push(props.error(
+                    key,
+                    format!(
+                        "unknown parser '{name}': define it in a parsers file (-R / Parsers_File)"
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    config.parser = named("parser");
+    let first_line = named("docker_mode_parser");
+    if let Some(d) = &mut config.docker_mode {
+        d.first_line = first_line;
+    }
+    let ml_props: Vec<_> = props.get_all("multiline.parser").collect();
+    if !ml_props.is_empty() {
+        let parsers = kb_parsers::Parsers::of(svc.parsers.as_ref());
+        match parsers.multiline.resolve(
+            ml_props.iter().copied(),
+            &format!("[input {}] ", props.instance),
+        ) {
+            Ok(list) if !list.is_empty() => {
+                config.multiline = Some(MlConfig {
+                    parsers: list,
+                    buffer_limit: parsers.multiline_buffer_limit,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
+    if config.multiline.is_some() && config.docker_mode.is_some() {
+        svc.warn(
+            props
+                .get("docker_mode")
+                .map_or(props.location.clone(), |p| p.location.clone()),
+            format!(
+                "[input {}] Docker_Mode is ignored with multiline.parser, as in Fluent Bit",
+                props.instance
+            ),
+        );
+        config.docker_mode = None;
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     Ok(Box::new(TailInput::new(config)))
 }
@@ -261,7 +308,8 @@ impl Tailer {
         }
         tracing::debug!(target: "input", "tail: following {path} (inode {}) from offset {offset}", id.1);
         let tag = expand_tag(&self.tag, path);
-        let mut f = Tailed::new(path, tag, file, id, offset, proof);
+        let ml = multiline::FileMl::new(self.cfg.multiline.as_ref());
+        let mut f = Tailed::new(path, tag, file, id, offset, proof, ml);
         f.db_id = db_id;
         f.discarding = discarding;
         f.watched = self.watcher.watch(&f.file, id, path);
@@ -390,7 +438,7 @@ impl Tailer {
 
     /// Deliver `multiline.parser` messages open too long (all of them when `all`).
     fn flush_multiline(&mut self, ctx: &InputContext, all: bool) {
-        if self.cfg.multiline.is_none() {
+        if self.cfg.multiline.is_none() && self.cfg.docker_mode.is_none() {
             return;
         }
         for i in 0..self.files.len() {
@@ -511,6 +559,7 @@ enum Woke {
 impl Input for TailInput {
     async fn run(self: Box<Self>, ctx: InputContext) -> Result<(), PluginError> {
         let config = self.config;
+        ctx.pause_on_chunks_overlimit(config.pause_on_chunks_overlimit);
         let db = match &config.db {
             Some(path) => Some(
                 OffsetDb::open(

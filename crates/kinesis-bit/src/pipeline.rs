@@ -26,7 +26,7 @@ use kb_core::retry::Backoff;
 use kb_core::store::file::SyncMode;
 use kb_core::store::StorageConfig;
 use kb_core::tag::TagMatcher;
-use kb_inputs::parsers::ParserRegistry;
+use kb_parsers::Parsers;
 
 /// Every plugin this build of kinesis-bit has.
 pub struct Registry {
@@ -230,10 +230,25 @@ pub fn build(
 ) -> Result<Built, Rejected> {
     let mut parser_errors = Vec::new();
     let mut parser_warnings = Vec::new();
-    let parsers: Arc<dyn ParserLookup> = match ParserRegistry::from_sections(&cfg.parsers) {
-        Ok(reg) => {
-            parser_warnings.extend(reg.warnings.iter().cloned());
-            Arc::new(reg)
+    let parsers: Arc<dyn ParserLookup> = match Parsers::from_sections(
+        &cfg.parsers,
+        &cfg.multiline_parsers,
+    ) {
+        Ok((mut parsers, warnings)) => {
+            parser_warnings = warnings;
+            if let Some(p) = cfg.service_get("multiline_buffer_limit") {
+                match kb_parsers::multiline::parse_buffer_limit(&p.value) {
+                        Some(v) => parsers.multiline_buffer_limit = v,
+                        None => parser_errors.push(ConfigError::new(
+                            p.location.clone(),
+                            format!(
+                                "[service] invalid value '{}' for property 'multiline_buffer_limit': expected a size",
+                                p.value
+                            ),
+                        )),
+                    }
+            }
+            Arc::new(parsers)
         }
         Err(errs) => {
             parser_errors = errs;

@@ -394,6 +394,7 @@ fn stdin_lines_go_through_a_parser_from_a_parsers_file() {
 
 #[test]
 fn tail_applies_a_parser_and_keeps_path_key() {
+    // Fluent Bit appends Path_Key after the parsed fields (flb_tail_pack_line_map).
     let dir = tempfile::tempdir().unwrap();
     let parsers = dir.path().join("parsers.conf");
     std::fs::write(&parsers, "[PARSER]\n    Name   kv\n    Format logfmt\n").unwrap();
@@ -436,7 +437,7 @@ fn tail_applies_a_parser_and_keeps_path_key() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "{{\"file\":\"{file}\",\"level\":\"info\",\"msg\":\"started\"}}\n{{\"file\":\"{file}\",\"level\":\"warn\",\"msg\":\"disk low\"}}\n"
+            "{{\"level\":\"info\",\"msg\":\"started\",\"file\":\"{file}\"}}\n{{\"level\":\"warn\",\"msg\":\"disk low\",\"file\":\"{file}\"}}\n"
         )
     );
 }

@@ -84,7 +84,7 @@ pub struct Store {
     pub(crate) config: StorageConfig,
     metrics: Arc<Metrics>,
     backlog: Mutex<VecDeque<Arc<StoredChunk>>>,
-    changed: Notify,
+    pub(crate) changed: Notify,
     /// Filesystem chunks in memory.
     up: AtomicUsize,
     /// Memory of chunks loaded back from disk (`storage.backlog.mem_limit`).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kb_config::{ConfigError, KeySpec, KeyType, Props};
 use kb_core::plugin::LineParser;
 
-use super::multiline::MlConfig;
+use super::multiline::{DockerModeConfig, MlConfig};
 
 pub(super) const KEYS: &[KeySpec] = &[
     KeySpec::new(
@@ -97,7 +97,7 @@ pub(super) const KEYS: &[KeySpec] = &[
     ),
     KeySpec::new(
         "db.journal_mode",
-        KeyType::Str,
+        KeyType::Enum(&["delete", "truncate", "persist", "memory", "wal", "off"]),
         Some("WAL"),
         "SQLite journal mode of the DB",
     ),
@@ -111,7 +111,32 @@ pub(super) const KEYS: &[KeySpec] = &[
         "multiline.parser",
         KeyType::Str,
         None,
-        "built-in multiline parsers joining split container lines: docker, cri",
+        "multiline parsers joining lines (comma list): built-in docker, cri, go, python, java, ruby or [MULTILINE_PARSER] names",
+    )
+    .multi(),
+    KeySpec::new(
+        "docker_mode",
+        KeyType::Bool,
+        Some("off"),
+        "join Docker JSON lines split by the container runtime before parsing them",
+    ),
+    KeySpec::new(
+        "docker_mode_flush",
+        KeyType::SignedInt,
+        Some("4"),
+        "seconds an unfinished Docker line waits for its next part",
+    ),
+    KeySpec::new(
+        "docker_mode_parser",
+        KeyType::Str,
+        None,
+        "parser telling a first line in Docker mode (complete lines are joined until it matches)",
+    ),
+    KeySpec::new(
+        "storage.pause_on_chunks_overlimit",
+        KeyType::Bool,
+        Some("off"),
+        "with storage.type filesystem, pause reading while chunks wait on disk (storage.max_chunks_up reached)",
     ),
     KeySpec::new(
         "inotify_watcher",
@@ -150,8 +175,12 @@ pub struct TailConfig {
     pub db_sync: String,
     pub db_locking: bool,
     pub db_journal_mode: String,
-    /// `multiline.parser`: the built-in `docker`/`cri` parsers.
+    /// `multiline.parser`, resolved at build time.
     pub multiline: Option<MlConfig>,
+    /// `Docker_Mode On` (resolved at build time; ignored with `multiline.parser`).
+    pub docker_mode: Option<DockerModeConfig>,
+    /// `storage.pause_on_chunks_overlimit`.
+    pub pause_on_chunks_overlimit: bool,
     /// `parser`: applied to each (joined) line.
     pub parser: Option<NamedParser>,
     /// `Inotify_Watcher`: learn of changes from inotify instead of polling.
@@ -216,6 +245,8 @@ impl TailConfig {
         let skip_empty_lines = flag("skip_empty_lines", false);
         let db_locking = flag("db.locking", false);
         let inotify_watcher = flag("inotify_watcher", true);
+        let docker = flag("docker_mode", false);
+        let pause_on_chunks_overlimit = flag("storage.pause_on_chunks_overlimit", false);
 
         let refresh_text = props.str("refresh_interval").unwrap_or("60");
         let refresh_interval = parse_interval(refresh_text).unwrap_or_else(|| {
@@ -258,13 +289,18 @@ impl TailConfig {
         if key.is_empty() {
             errors.push(props.error("key", "'key' must not be empty"));
         }
-        let multiline = match MlConfig::parse(props.str("multiline.parser").unwrap_or("")) {
-            Ok(m) => m,
+        // Fluent Bit reads it with atoi(); zero or less means one second.
+        let docker_flush = match props.i64("docker_mode_flush") {
+            Ok(v) => v.unwrap_or(4).max(1) as u64,
             Err(e) => {
-                errors.push(props.error("multiline.parser", e));
-                None
+                errors.push(e);
+                4
             }
         };
+        let docker_mode = docker.then(|| DockerModeConfig {
+            flush: Duration::from_secs(docker_flush),
+            first_line: None,
+        });
         let opt = |k: &str| props.str(k).filter(|v| !v.is_empty()).map(str::to_string);
         let config = TailConfig {
             paths,
@@ -286,7 +322,9 @@ impl TailConfig {
                 .to_ascii_lowercase(),
             db_locking,
             db_journal_mode: props.str("db.journal_mode").unwrap_or("WAL").to_string(),
-            multiline,
+            multiline: None,
+            docker_mode,
+            pause_on_chunks_overlimit,
             parser: None,
             inotify_watcher,
         };

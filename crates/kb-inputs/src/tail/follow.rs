@@ -15,7 +15,7 @@ use kb_core::msgpack::Cursor;
 use tokio::time::Instant;
 
 use super::config::{NamedParser, TailConfig};
-use super::multiline::{MlState, RecordStart};
+use super::multiline::{append_ml_event, FileMl};
 use super::proof::{self, Proof, HEAD_LEN, TAIL_LEN};
 use super::FileId;
 
@@ -42,8 +42,8 @@ pub(super) struct Tailed {
     pub db_id: Option<i64>,
     /// The offset last written to the DB; `None` when the DB row must be written again.
     pub stored_offset: Option<u64>,
-    /// Messages of `multiline.parser` still open.
-    pub ml: MlState,
+    /// Messages of `multiline.parser` or `Docker_Mode` still open.
+    pub ml: FileMl,
     /// The file's first bytes, as read (at most [`HEAD_LEN`], none past `read_pos`).
     pub head: Vec<u8>,
     /// The bytes just before `read_pos` (at most [`TAIL_LEN`]).
@@ -65,7 +65,15 @@ pub(super) struct Read {
 
 impl Tailed {
     /// A file followed from `offset`, with the proof of that position.
-    pub fn new(path: &str, tag: String, file: File, id: FileId, offset: u64, proof: Proof) -> Self {
+    pub fn new(
+        path: &str,
+        tag: String,
+        file: File,
+        id: FileId,
+        offset: u64,
+        proof: Proof,
+        ml: FileMl,
+    ) -> Self {
         Tailed {
             path: path.to_string(),
             tag,
@@ -79,7 +87,7 @@ impl Tailed {
             rotated_at: None,
             db_id: None,
             stored_offset: None,
-            ml: MlState::default(),
+            ml,
             head: proof.head,
             recent: proof.tail,
             dirty: true,
@@ -102,13 +110,7 @@ impl Tailed {
     /// again from its head.
     pub fn restart(&mut self, cfg: &TailConfig, w: &mut EventWriter, why: &str) {
         tracing::info!(target: "input", "tail: {} {why}; reading it again from its head", self.path);
-        if self.ml.is_open() {
-            let enc = Encoder {
-                cfg,
-                path: &self.path,
-            };
-            self.ml.flush(true, w, &enc);
-        }
+        self.flush_multiline(cfg, true, w);
         if !self.partial.is_empty() {
             tracing::debug!(target: "input",
                 "tail: {}: an unfinished line of {} bytes is dropped with the old content",
@@ -267,7 +269,7 @@ impl Tailed {
         long
     }
 
-    /// Deliver `multiline.parser` messages open too long (all of them when `all`) into `w`.
+    /// Deliver joined messages open too long (all of them when `all`) into `w`.
     pub fn flush_multiline(&mut self, cfg: &TailConfig, all: bool, w: &mut EventWriter) {
         if !self.ml.is_open() {
             return;
@@ -276,7 +278,15 @@ impl Tailed {
             cfg,
             path: &self.path,
         };
-        self.ml.flush(all, w, &enc);
+        let docker_flush = cfg.docker_mode.as_ref().map(|d| d.flush);
+        let time = EventTime::now();
+        let w = std::cell::RefCell::new(w);
+        self.ml.flush(
+            all,
+            docker_flush,
+            &mut |f| enc.ml_event(&mut w.borrow_mut(), f),
+            &mut |line, at| enc.raw(&mut w.borrow_mut(), time, line, at),
+        );
     }
 }
 
@@ -312,28 +322,33 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
-    /// Encode one line (without its `\n`), through `multiline.parser` when set.
-    fn line(&self, ml: &mut MlState, w: &mut EventWriter, time: EventTime, line: &[u8], at: u64) {
+    /// Encode one line (without its `\n`), through `multiline.parser` or `Docker_Mode` when
+    /// set.
+    fn line(&self, ml: &mut FileMl, w: &mut EventWriter, time: EventTime, line: &[u8], at: u64) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() && self.cfg.skip_empty_lines {
             return;
         }
-        match &self.cfg.multiline {
-            Some(m) => ml.feed(m, line, at, time, w, self),
-            None => self.raw(w, time, line, at),
+        if ml.engine_line(time, line, at, &mut |f| self.ml_event(w, f)) {
+            return;
         }
+        if let Some(d) = &self.cfg.docker_mode {
+            if ml.docker_line(d, line, at, time, &mut |l, at| self.raw(w, time, l, at)) {
+                return;
+            }
+        }
+        self.raw(w, time, line, at);
     }
-}
 
-impl RecordStart for Encoder<'_> {
-    fn start(&self, w: &mut EventWriter, time: EventTime, entries: u32, line_start: u64) {
-        w.begin(time);
-        let buf = &mut w.buf;
-        let entries = entries
-            + u32::from(self.cfg.path_key.is_some())
-            + u32::from(self.cfg.offset_key.is_some());
+    /// A message of the multiline engine, with `Path_Key`/`Offset_Key` after its keys.
+    fn ml_event(&self, w: &mut EventWriter, f: kb_parsers::multiline::Flushed<'_>) {
+        let path = self.cfg.path_key.as_deref().map(|k| (k, self.path));
+        append_ml_event(w, f, path, self.cfg.offset_key.as_deref());
+    }
+
+    /// Write the `Path_Key`/`Offset_Key` entries.
+    fn keys(&self, buf: &mut Vec<u8>, line_start: u64) {
         // Writing into a Vec cannot fail.
-        let _ = rmp::encode::write_map_len(buf, entries);
         if let Some(k) = &self.cfg.path_key {
             let _ = rmp::encode::write_str(buf, k);
             let _ = rmp::encode::write_str(buf, self.path);
@@ -344,23 +359,33 @@ impl RecordStart for Encoder<'_> {
         }
     }
 
+    fn extra_keys(&self) -> u32 {
+        u32::from(self.cfg.path_key.is_some()) + u32::from(self.cfg.offset_key.is_some())
+    }
+
+    /// One line as a record: `{Path_Key, Offset_Key, Key: line}`, or through `Parser` the
+    /// parsed fields followed by `Path_Key`, `Offset_Key` (Fluent Bit's order in both cases).
     fn raw(&self, w: &mut EventWriter, time: EventTime, line: &[u8], line_start: u64) {
         if let Some(NamedParser(p)) = &self.cfg.parser {
             let mut parsed = EventWriter::new();
             if p.parse_line(line, &mut parsed, time).is_ok() {
-                // Re-emit the parsed record with the path/offset keys in front of its fields.
                 if let Some(Ok(ev)) = EventReader::new(&parsed.buf).next() {
                     let mut c = Cursor::new(ev.record);
                     if let Ok(n) = c.read_map_len() {
-                        self.start(w, ev.time, n as u32, line_start);
+                        w.begin(ev.time);
+                        let _ =
+                            rmp::encode::write_map_len(&mut w.buf, n as u32 + self.extra_keys());
                         w.buf.extend_from_slice(c.rest());
+                        self.keys(&mut w.buf, line_start);
                         return;
                     }
                 }
             }
         }
-        self.start(w, time, 1, line_start);
+        w.begin(time);
         let buf = &mut w.buf;
+        let _ = rmp::encode::write_map_len(buf, 1 + self.extra_keys());
+        self.keys(buf, line_start);
         let _ = rmp::encode::write_str(buf, &self.cfg.key);
         let _ = rmp::encode::write_str_len(buf, line.len() as u32);
         buf.extend_from_slice(line);
@@ -393,6 +418,8 @@ mod tests {
             db_locking: false,
             db_journal_mode: "WAL".into(),
             multiline: None,
+            docker_mode: None,
+            pause_on_chunks_overlimit: false,
             parser: None,
             inotify_watcher: false,
         }
@@ -407,7 +434,15 @@ mod tests {
     /// Follow `path` from 0 and return a reader of its new lines.
     fn follow(path: &std::path::Path) -> (Tailed, TailConfig, Vec<u8>) {
         let file = File::open(path).unwrap();
-        let t = Tailed::new("t.log", "t".into(), file, (0, 0), 0, Proof::default());
+        let t = Tailed::new(
+            "t.log",
+            "t".into(),
+            file,
+            (0, 0),
+            0,
+            Proof::default(),
+            FileMl::default(),
+        );
         (t, config(), Vec::new())
     }
 

@@ -1,314 +1,359 @@
-//! The built-in multiline parsers `docker` and `cri` of `multiline.parser`.
+//! Joining lines in `tail`: `multiline.parser` (Fluent Bit's multiline engine, see
+//! [`kb_parsers::multiline`]) and the older `Docker_Mode`.
 //!
-//! * `docker`: each line is a JSON object `{"log": "...", "stream": "...", "time": "..."}`;
-//!   a `log` not ending with `\n` is the start of a message that goes on in the next lines
-//!   of the same `stream`, up to one whose `log` ends with `\n`. The record is the first
-//!   line's object with `log` replaced by the whole message; its time is the first line's
-//!   `time` (`%Y-%m-%dT%H:%M:%S.%L`, kept in the record).
-//! * `cri`: each line is `<time> <stdout|stderr> <P|F> <log>`; `P` lines are parts of a
-//!   message that ends with the next `F` line of the same stream. The record is
-//!   `{"time", "stream", "_p", "log"}` of the first line with `log` holding the whole
-//!   message; its time is `time` (`%Y-%m-%dT%H:%M:%S.%L%z`).
+//! **`multiline.parser`** takes a comma list (and may be repeated) of built-in (`docker`,
+//! `cri`, `go`, `python`, `java`, `ruby`) and `[MULTILINE_PARSER]` names. As in Fluent Bit:
+//! the records are what the engine makes of the lines (a line no parser takes is
+//! `{"log": line}`: the parser's `key_content` or `log`, not `Key`), `Parser` is not applied,
+//! and `Path_Key`/`Offset_Key` are appended after the record's own keys. The offset is that of
+//! the message's first line. Each file is a stream of its own; messages wait at most the
+//! longest `flush_timeout` of the parsers (built-ins: 4 s) for their next line, and are
+//! flushed when the file is done with (rotation, truncation, stop).
 //!
-//! With both listed, a line starting with `{` is tried as `docker`, others as `cri`. A line
-//! that neither parses is delivered as `{Key: line}`. A message still open after
-//! [`FLUSH_TIMEOUT`] (or when the input stops) is delivered as it is.
+//! **`Docker_Mode On`** (Fluent Bit's `tail_dockermode.c`): Docker's JSON lines whose `log`
+//! does not end with a newline are joined with the next ones; the record is the last line's
+//! JSON with `log` holding the joined (still JSON-escaped) text, then read with `Parser` like
+//! any line. With `Docker_Mode_Parser`, complete lines are joined too until a line the parser
+//! matches (on the raw JSON line) starts the next message. A line that is not Docker JSON
+//! ends the pending message and is read as usual. A message waits `Docker_Mode_Flush` seconds
+//! (default 4) for its next line. `multiline.parser` wins over `Docker_Mode`, as in Fluent Bit.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kb_core::event::{EventTime, EventWriter};
-use tokio::time::Instant;
+use kb_parsers::multiline::{Flushed, MlParser, Multiline, Sink};
 
-use crate::parsers::TimeFormat;
+use super::config::NamedParser;
 
-/// How long an unfinished message waits for its next part.
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
-
-const DOCKER_TIME: &str = "%Y-%m-%dT%H:%M:%S.%L";
-const CRI_TIME: &str = "%Y-%m-%dT%H:%M:%S.%L%z";
-
-/// The parsers of `multiline.parser`.
+/// `multiline.parser`, resolved.
 #[derive(Debug, Clone)]
 pub struct MlConfig {
-    docker: bool,
-    cri: bool,
-    docker_time: TimeFormat,
-    cri_time: TimeFormat,
+    pub parsers: Vec<Arc<MlParser>>,
+    /// `multiline_buffer_limit`.
+    pub buffer_limit: usize,
 }
 
-impl MlConfig {
-    /// Parse the comma-separated list of `multiline.parser`.
-    pub fn parse(list: &str) -> Result<Option<Self>, String> {
-        let mut docker = false;
-        let mut cri = false;
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name.to_ascii_lowercase().as_str() {
-                "docker" => docker = true,
-                "cri" => cri = true,
-                other => {
-                    return Err(format!(
-                        "multiline parser '{other}' is not supported (only 'docker' and 'cri')"
-                    ))
-                }
-            }
-        }
-        if !docker && !cri {
-            return Ok(None);
-        }
-        Ok(Some(MlConfig {
-            docker,
-            cri,
-            docker_time: TimeFormat::new(DOCKER_TIME, 0, false)?,
-            cri_time: TimeFormat::new(CRI_TIME, 0, false)?,
-        }))
-    }
+/// `Docker_Mode` settings.
+#[derive(Debug, Clone)]
+pub struct DockerModeConfig {
+    /// `Docker_Mode_Flush`.
+    pub flush: Duration,
+    /// `Docker_Mode_Parser`: what a first line looks like.
+    pub first_line: Option<NamedParser>,
 }
 
-/// What precedes the parsed fields of a record: the event header, the map length and the
-/// `Path_Key`/`Offset_Key` entries.
-pub trait RecordStart {
-    /// Start a record of `entries` own entries at `time`; `line_start` is its first line's
-    /// offset.
-    fn start(&self, w: &mut EventWriter, time: EventTime, entries: u32, line_start: u64);
-    /// Write a whole `{Key: line}` record.
-    fn raw(&self, w: &mut EventWriter, time: EventTime, line: &[u8], line_start: u64);
-}
-
-/// The first line of a message: everything but its content.
-#[derive(Debug)]
-enum Head {
-    Docker {
-        fields: serde_json::Map<String, serde_json::Value>,
-    },
-    Cri {
-        time: Vec<u8>,
-        stream: &'static str,
-        p: u8,
-    },
-}
-
-#[derive(Debug)]
-struct Open {
-    stream: String,
-    head: Head,
-    content: Vec<u8>,
-    time: EventTime,
-    line_start: u64,
-    since: Instant,
-}
-
-/// The open messages of one file.
+/// Docker mode's message being joined in one file.
 #[derive(Debug, Default)]
-pub struct MlState {
-    open: Vec<Open>,
+struct Docker {
+    /// The `log` values so far, as written in the JSON (escapes kept).
+    buf: Vec<u8>,
+    /// The last line and the range of its `log` value.
+    last: Vec<u8>,
+    value: (usize, usize),
+    complete: bool,
+    since: Option<Instant>,
+    at: u64,
 }
 
-fn str_entry(buf: &mut Vec<u8>, k: &str, v: &[u8]) {
-    // Writing into a Vec cannot fail.
-    let _ = rmp::encode::write_str(buf, k);
-    let _ = rmp::encode::write_str_len(buf, v.len() as u32);
-    buf.extend_from_slice(v);
+/// The joining state of one followed file.
+#[derive(Debug, Default)]
+pub struct FileMl {
+    engine: Option<Multiline>,
+    docker: Docker,
 }
 
-fn emit(o: Open, w: &mut EventWriter, rs: &dyn RecordStart) {
-    match o.head {
-        Head::Docker { fields } => {
-            rs.start(w, o.time, fields.len() as u32, o.line_start);
-            for (k, v) in &fields {
-                if k == "log" {
-                    str_entry(&mut w.buf, k, &o.content);
-                } else {
-                    let _ = rmp::encode::write_str(&mut w.buf, k);
-                    kb_core::event::write_json_value(&mut w.buf, v);
-                }
-            }
-        }
-        Head::Cri { time, stream, p } => {
-            rs.start(w, o.time, 4, o.line_start);
-            str_entry(&mut w.buf, "time", &time);
-            str_entry(&mut w.buf, "stream", stream.as_bytes());
-            str_entry(&mut w.buf, "_p", &[p]);
-            str_entry(&mut w.buf, "log", &o.content);
-        }
-    }
-}
+/// The stream id of a file's lines in its engine.
+const STREAM: u64 = 1;
 
-/// `<time> <stdout|stderr> <P|F> <log>`, the time being the shortest prefix that fits.
-fn split_cri(line: &[u8]) -> Option<(&[u8], &'static str, u8, &[u8])> {
-    for (i, _) in line.iter().enumerate().filter(|(_, b)| **b == b' ') {
-        if i == 0 {
-            continue;
-        }
-        let rest = &line[i + 1..];
-        let stream = if rest.starts_with(b"stdout ") {
-            "stdout"
-        } else if rest.starts_with(b"stderr ") {
-            "stderr"
-        } else {
-            continue;
-        };
-        let rest = &rest[7..];
-        if rest.len() >= 2 && (rest[0] == b'F' || rest[0] == b'P') && rest[1] == b' ' {
-            return Some((&line[..i], stream, rest[0], &rest[2..]));
-        }
-    }
-    None
-}
-
-impl MlState {
-    /// Feed one line (without its line ending).
-    pub fn feed(
-        &mut self,
-        cfg: &MlConfig,
-        line: &[u8],
-        line_start: u64,
-        now: EventTime,
-        w: &mut EventWriter,
-        rs: &dyn RecordStart,
-    ) {
-        let docker_first = cfg.docker && line.first() == Some(&b'{');
-        if docker_first && self.docker(cfg, line, line_start, now, w, rs) {
-            return;
-        }
-        if cfg.cri && self.cri(cfg, line, line_start, now, w, rs) {
-            return;
-        }
-        rs.raw(w, now, line, line_start);
-    }
-
-    fn docker(
-        &mut self,
-        cfg: &MlConfig,
-        line: &[u8],
-        line_start: u64,
-        now: EventTime,
-        w: &mut EventWriter,
-        rs: &dyn RecordStart,
-    ) -> bool {
-        let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(line) else {
-            return false;
-        };
-        let Some(serde_json::Value::String(log)) = fields.get("log") else {
-            return false;
-        };
-        let log = log.clone().into_bytes();
-        let stream = match fields.get("stream") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let complete = log.ends_with(b"\n");
-        let time = match fields.get("time") {
-            Some(serde_json::Value::String(t)) => {
-                cfg.docker_time.parse(t.as_bytes(), now).unwrap_or(now)
-            }
-            _ => now,
-        };
-        self.part(
-            stream,
-            Head::Docker { fields },
-            log,
-            complete,
-            time,
-            line_start,
-            w,
-            rs,
-        );
-        true
-    }
-
-    fn cri(
-        &mut self,
-        cfg: &MlConfig,
-        line: &[u8],
-        line_start: u64,
-        now: EventTime,
-        w: &mut EventWriter,
-        rs: &dyn RecordStart,
-    ) -> bool {
-        let Some((time_text, stream, p, log)) = split_cri(line) else {
-            return false;
-        };
-        let time = cfg.cri_time.parse(time_text, now).unwrap_or(now);
-        self.part(
-            stream.to_string(),
-            Head::Cri {
-                time: time_text.to_vec(),
-                stream,
-                p,
-            },
-            log.to_vec(),
-            p == b'F',
-            time,
-            line_start,
-            w,
-            rs,
-        );
-        true
-    }
-
-    /// Add one part of a message of `stream`; deliver the message when `complete`.
-    #[allow(clippy::too_many_arguments)]
-    fn part(
-        &mut self,
-        stream: String,
-        head: Head,
-        content: Vec<u8>,
-        complete: bool,
-        time: EventTime,
-        line_start: u64,
-        w: &mut EventWriter,
-        rs: &dyn RecordStart,
-    ) {
-        if let Some(i) = self.open.iter().position(|o| o.stream == stream) {
-            let kind_matches = matches!(
-                (&self.open[i].head, &head),
-                (Head::Docker { .. }, Head::Docker { .. }) | (Head::Cri { .. }, Head::Cri { .. })
-            );
-            if kind_matches {
-                self.open[i].content.extend_from_slice(&content);
-                if complete {
-                    let o = self.open.swap_remove(i);
-                    emit(o, w, rs);
-                }
-                return;
-            }
-            // A line of the other format: the open message ends as it is.
-            let o = self.open.swap_remove(i);
-            emit(o, w, rs);
-        }
-        let o = Open {
-            stream,
-            head,
-            content,
-            time,
-            line_start,
-            since: Instant::now(),
-        };
-        if complete {
-            emit(o, w, rs);
-        } else {
-            self.open.push(o);
+impl FileMl {
+    /// The state for a file of a tail with `ml` (`None`: no `multiline.parser`).
+    pub fn new(ml: Option<&MlConfig>) -> Self {
+        FileMl {
+            engine: ml.map(|m| Multiline::new(&m.parsers, None, m.buffer_limit)),
+            docker: Docker::default(),
         }
     }
 
-    /// Deliver messages open for [`FLUSH_TIMEOUT`] (all of them when `all`).
-    pub fn flush(&mut self, all: bool, w: &mut EventWriter, rs: &dyn RecordStart) {
-        let now = Instant::now();
-        let mut i = 0;
-        while i < self.open.len() {
-            if all || now.saturating_duration_since(self.open[i].since) >= FLUSH_TIMEOUT {
-                let o = self.open.remove(i);
-                emit(o, w, rs);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    /// Whether a message is open.
+    /// Whether a message is waiting for its next line.
     pub fn is_open(&self) -> bool {
-        !self.open.is_empty()
+        match &self.engine {
+            Some(e) => e.oldest_pending().is_some(),
+            None => !self.docker.last.is_empty(),
+        }
     }
+
+    /// Feed a line to the engine; `false` when there is no `multiline.parser`.
+    pub fn engine_line(
+        &mut self,
+        time: EventTime,
+        line: &[u8],
+        at: u64,
+        sink: &mut Sink<'_>,
+    ) -> bool {
+        let Some(e) = &mut self.engine else {
+            return false;
+        };
+        if e.append_text(STREAM, time, line, at, sink) == kb_parsers::multiline::Status::Truncated {
+            tracing::warn!(target: "input", "tail: multiline message truncated due to buffer limit");
+        }
+        true
+    }
+
+    /// Feed a line to Docker mode; `false` when it is not a Docker JSON line with a string
+    /// `log` (the pending message was flushed, the line is to be read as usual). Joined
+    /// lines come out through `emit(line, offset)`.
+    pub fn docker_line(
+        &mut self,
+        cfg: &DockerModeConfig,
+        line: &[u8],
+        at: u64,
+        now: EventTime,
+        emit: &mut dyn FnMut(&[u8], u64),
+    ) -> bool {
+        let d = &mut self.docker;
+        if !d.last.is_empty() && d.complete {
+            if let Some(NamedParser(p)) = &cfg.first_line {
+                let mut scratch = EventWriter::new();
+                if p.parse_line(line, &mut scratch, now).is_ok() {
+                    d.flush(emit);
+                }
+            }
+        }
+        let Some((vs, ve)) = docker_log_value(line) else {
+            d.flush(emit);
+            return false;
+        };
+        if d.last.is_empty() {
+            d.at = at;
+        }
+        d.buf.extend_from_slice(&line[vs..ve]);
+        d.last.clear();
+        d.last.extend_from_slice(line);
+        d.value = (vs, ve);
+        d.since = Some(Instant::now());
+        d.complete = escaped_ends_with_newline(&line[vs..ve]);
+        if d.complete && cfg.first_line.is_none() {
+            d.flush(emit);
+        }
+        true
+    }
+
+    /// Flush what waited too long (everything when `all`): engine messages after the
+    /// parsers' flush timeout, a Docker mode message after `Docker_Mode_Flush`.
+    pub fn flush(
+        &mut self,
+        all: bool,
+        docker_flush: Option<Duration>,
+        sink: &mut Sink<'_>,
+        emit: &mut dyn FnMut(&[u8], u64),
+    ) {
+        if let Some(e) = &mut self.engine {
+            if all {
+                e.flush_all(sink);
+            } else {
+                let idle = e.flush_timeout();
+                e.flush_idle(Instant::now(), idle, sink);
+            }
+            return;
+        }
+        let d = &mut self.docker;
+        let expired = match (d.since, docker_flush) {
+            (Some(t), Some(f)) => t.elapsed() >= f,
+            _ => false,
+        };
+        if all || expired {
+            d.flush(emit);
+        }
+    }
+}
+
+impl Docker {
+    /// `flb_tail_dmode_flush`: the last line with `log` replaced by the joined values.
+    fn flush(&mut self, emit: &mut dyn FnMut(&[u8], u64)) {
+        if self.last.is_empty() {
+            return;
+        }
+        let (vs, ve) = self.value;
+        let mut line = Vec::with_capacity(self.last.len() + self.buf.len());
+        line.extend_from_slice(&self.last[..vs]);
+        line.extend_from_slice(&self.buf);
+        line.extend_from_slice(&self.last[ve..]);
+        self.buf.clear();
+        self.last.clear();
+        self.since = None;
+        self.complete = false;
+        emit(&line, self.at);
+    }
+}
+
+/// Append `fl`'s event to `w` with the `Path_Key`/`Offset_Key` entries after its own.
+pub fn append_ml_event(
+    w: &mut EventWriter,
+    fl: Flushed<'_>,
+    path: Option<(&str, &str)>,
+    offset_key: Option<&str>,
+) {
+    let Some(Ok(ev)) = kb_core::event::EventReader::new(fl.event).next() else {
+        return;
+    };
+    let extra = usize::from(path.is_some()) + usize::from(offset_key.is_some());
+    if extra == 0 {
+        w.buf.extend_from_slice(fl.event);
+        w.count += 1;
+        return;
+    }
+    let mut c = kb_core::msgpack::Cursor::new(ev.record);
+    let Ok(n) = c.read_map_len() else { return };
+    kb_core::record::write_event_start(&mut w.buf, ev.time);
+    w.buf.extend_from_slice(ev.metadata);
+    kb_core::record::write_map_len(&mut w.buf, n + extra);
+    w.buf.extend_from_slice(c.rest());
+    if let Some((k, v)) = path {
+        kb_core::record::write_str(&mut w.buf, k.as_bytes());
+        kb_core::record::write_str(&mut w.buf, v.as_bytes());
+    }
+    if let Some(k) = offset_key {
+        kb_core::record::write_str(&mut w.buf, k.as_bytes());
+        let _ = rmp::encode::write_uint(&mut w.buf, fl.at);
+    }
+    w.count += 1;
+}
+
+/// The range of the raw (still escaped) value of the top-level `"log"` key of a JSON object,
+/// when the line is one and that value is a string (what Fluent Bit's tokenizer finds).
+pub fn docker_log_value(line: &[u8]) -> Option<(usize, usize)> {
+    let mut s = Scan { b: line, i: 0 };
+    s.ws();
+    s.eat(b'{')?;
+    let mut found = None;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        return None;
+    }
+    loop {
+        s.ws();
+        let key = s.string()?;
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        let is_str = s.peek() == Some(b'"');
+        let value = s.value()?;
+        if found.is_none() && &line[key.0..key.1] == b"log" {
+            // The first "log" decides, as in Fluent Bit.
+            found = Some(is_str.then_some(value));
+        }
+        s.ws();
+        match s.peek()? {
+            b',' => s.i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    found.flatten()
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek() == Some(c)).then(|| self.i += 1)
+    }
+
+    /// A string: the range of its contents.
+    fn string(&mut self) -> Option<(usize, usize)> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => self.i += 2,
+                _ => self.i += 1,
+            }
+        }
+        let end = self.i;
+        self.i += 1;
+        Some((start, end))
+    }
+
+    /// Any value; the range of a string's contents, or of the value.
+    fn value(&mut self) -> Option<(usize, usize)> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' | b'[' => {
+                let start = self.i;
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some((start, self.i));
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                let start = self.i;
+                while matches!(self.peek(), Some(c) if !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+                {
+                    self.i += 1;
+                }
+                (self.i > start).then_some((start, self.i))
+            }
+        }
+    }
+}
+
+/// Whether a JSON string's raw contents end, once unescaped, with a newline.
+fn escaped_ends_with_newline(raw: &[u8]) -> bool {
+    let mut last_nl = false;
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && i + 1 < raw.len() {
+            match raw[i + 1] {
+                b'n' => {
+                    last_nl = true;
+                    i += 2;
+                }
+                b'u' => {
+                    let hex = raw.get(i + 2..i + 6);
+                    last_nl = hex.is_some_and(|h| h.eq_ignore_ascii_case(b"000a"));
+                    i += 6;
+                }
+                _ => {
+                    last_nl = false;
+                    i += 2;
+                }
+            }
+        } else {
+            last_nl = raw[i] == b'\n';
+            i += 1;
+        }
+    }
+    last_nl
 }
 
 #[cfg(test)]
@@ -316,21 +361,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cri_split() {
-        let (t, s, p, l) =
-            split_cri(b"2019-05-07T18:57:50.904275087+00:00 stdout P part one").unwrap();
-        assert_eq!(t, b"2019-05-07T18:57:50.904275087+00:00");
-        assert_eq!((s, p, l), ("stdout", b'P', &b"part one"[..]));
-        let (_, s, p, l) = split_cri(b"t stderr F ").unwrap();
-        assert_eq!((s, p, l), ("stderr", b'F', &b""[..]));
-        assert!(split_cri(b"plain text line").is_none());
-        assert!(split_cri(b"t stdout X y").is_none());
+    fn log_value_of_docker_lines() {
+        let line = br#"{"log":"a \"b\" c\n","stream":"stdout","time":"t"}"#;
+        let (s, e) = docker_log_value(line).unwrap();
+        assert_eq!(&line[s..e], br#"a \"b\" c\n"#);
+        let line = br#"{"x":{"log":"nested"},"n":1,"log":"top"}"#;
+        let (s, e) = docker_log_value(line).unwrap();
+        assert_eq!(&line[s..e], b"top");
+        assert!(docker_log_value(br#"{"log":5}"#).is_none());
+        assert!(docker_log_value(b"plain text").is_none());
+        assert!(docker_log_value(br#"{"log":"unterminated"#).is_none());
     }
 
     #[test]
-    fn names() {
-        assert!(MlConfig::parse("docker, cri").unwrap().is_some());
-        assert!(MlConfig::parse("").unwrap().is_none());
-        assert!(MlConfig::parse("java").is_err());
+    fn escaped_newlines() {
+        assert!(escaped_ends_with_newline(br"abc\n"));
+        assert!(escaped_ends_with_newline(br"abc\u000A"));
+        assert!(escaped_ends_with_newline(b"abc\n"));
+        assert!(!escaped_ends_with_newline(br"abc\\n"));
+        assert!(!escaped_ends_with_newline(br"abc\n\t"));
+        assert!(!escaped_ends_with_newline(b""));
     }
 }

@@ -1,7 +1,7 @@
 //! Parser section validation: every error names where it was written and which key.
 
 use kb_config::{parse_classic_str, parse_yaml_str, ConfigError, Env};
-use kb_inputs::parsers::{parse_types, FieldType, ParserRegistry};
+use kb_parsers::{parse_types, FieldType, ParserRegistry};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -38,14 +38,12 @@ fn missing_name_format_regex() {
 
 #[test]
 fn bad_regex_explains() {
+    // Oniguruma's own message, as Fluent Bit would report it.
     let e = errors("[PARSER]\n    Name x\n    Format regex\n    Regex ^(?<a>[a-\n");
-    assert_eq!(e.len(), 1);
-    assert!(
-        e[0].starts_with("parsers.conf:4: parser 'x': 'regex': invalid regex: regex parse error:"),
-        "{}",
-        e[0]
+    assert_eq!(
+        e,
+        ["parsers.conf:4: parser 'x': 'regex': invalid regex: premature end of char-class"]
     );
-    assert!(e[0].contains("unclosed"), "{}", e[0]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use kb_config::{parse_classic_str, Env};
 use kb_core::event::{EventReader, EventTime, EventWriter};
-use kb_inputs::parsers::ParserRegistry;
+use kb_parsers::ParserRegistry;
 use std::collections::HashMap;
 use std::path::Path;
 

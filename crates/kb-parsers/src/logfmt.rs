@@ -25,8 +25,8 @@ pub(super) fn parse(
     buf: &mut Vec<u8>,
     now: EventTime,
     no_bare_keys: bool,
-) -> Result<EventTime, ParseError> {
-    let mut time = now;
+) -> Result<Option<EventTime>, ParseError> {
+    let mut time = None;
     let map = reserve_header(buf);
     let mut n = 0;
     let mut c = 0;
@@ -87,7 +87,7 @@ pub(super) fn parse(
                 std::borrow::Cow::Borrowed(value)
             };
             match p.lookup_time(&raw, now) {
-                Some(t) => time = t,
+                Some(t) => time = Some(t),
                 None => return Err(p.time_error(&raw)),
             }
             keep = p.time_keep;

@@ -19,8 +19,8 @@ pub(super) fn parse(
     line: &[u8],
     buf: &mut Vec<u8>,
     now: EventTime,
-) -> Result<EventTime, ParseError> {
-    let mut time = now;
+) -> Result<Option<EventTime>, ParseError> {
+    let mut time = None;
     let map = reserve_header(buf);
     let mut n = 0;
     let mut c = 0;
@@ -44,7 +44,7 @@ pub(super) fn parse(
             let mut keep = true;
             if p.is_time_key(label) && !field.is_empty() {
                 match p.lookup_time(field, now) {
-                    Some(t) => time = t,
+                    Some(t) => time = Some(t),
                     None => return Err(p.time_error(field)),
                 }
                 keep = p.time_keep;

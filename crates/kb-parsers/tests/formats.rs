@@ -2,7 +2,7 @@
 
 use kb_config::{parse_classic_str, Env};
 use kb_core::event::{EventReader, EventTime, EventWriter};
-use kb_inputs::parsers::{ParseError, ParserRegistry};
+use kb_parsers::{ParseError, ParserRegistry};
 use rmpv::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -393,8 +393,10 @@ fn regex_empty_values() {
     let reg = registry(text);
     let (_, v) = parse(&reg, "skip", "x,", NOW).unwrap();
     assert_eq!(v, rec(&[("a", s("x"))]));
+    // `c` did not take part: Fluent Bit sees an empty value, kept as "" when empty values
+    // are not skipped.
     let (_, v) = parse(&reg, "keep", "x,", NOW).unwrap();
-    assert_eq!(v, rec(&[("a", s("x")), ("b", s(""))]));
+    assert_eq!(v, rec(&[("a", s("x")), ("b", s("")), ("c", s(""))]));
     let (_, v) = parse(&reg, "keep", ",,", NOW).unwrap();
     assert_eq!(v, rec(&[("a", s("")), ("b", s("")), ("c", s(""))]));
 }
@@ -553,18 +555,74 @@ fn invalid_utf8_is_passed_through() {
 
 #[test]
 fn regex_syntax_variants() {
+    // Onigmo's Ruby syntax: `(?'name')`, `\h`, `\>` (a literal `>`), look-behind and
+    // look-ahead, a literal `{`, an atomic group.
     let reg = registry(
         r#"
 [PARSER]
-    Name   py
+    Name   rb
     Format regex
-    Regex  (?P<word>\w+)-(?<hex>\h+)(?:(?<x>x)|(?<y>y))\>$
+    Regex  (?'word'\w+)-(?<hex>\h+)(?:(?<x>x)|(?<y>y))\>$
+
+[PARSER]
+    Name   look
+    Format regex
+    Regex  ^{name=\"(?<name>[^"]*)\"(?=,), (?<=, )(?>(?<rest>.*))$
 "#,
     );
-    let (_, v) = parse(&reg, "py", "pre abc-0fA9y>", NOW).unwrap();
+    let (_, v) = parse(&reg, "rb", "pre abc-0fA9y>", NOW).unwrap();
     assert_eq!(
         v,
         rec(&[("word", s("abc")), ("hex", s("0fA9")), ("y", s("y"))])
     );
-    assert_eq!(parse(&reg, "py", "abc-zz", NOW), Err(ParseError::NoMatch));
+    assert_eq!(parse(&reg, "rb", "abc-zz", NOW), Err(ParseError::NoMatch));
+    let (_, v) = parse(&reg, "look", r#"{name="web", x=1}"#, NOW).unwrap();
+    assert_eq!(v, rec(&[("name", s("web")), ("rest", s("x=1}"))]));
+}
+
+#[test]
+fn python_named_groups_are_refused_as_onigmo_does() {
+    let mut env = Env::from_map(HashMap::new());
+    let text = "[PARSER]\n    Name py\n    Format regex\n    Regex (?P<word>\\w+)\n";
+    let pc = parse_classic_str(text, Path::new("parsers.conf"), &mut env).unwrap();
+    let e = ParserRegistry::from_sections(&pc.parsers).unwrap_err();
+    assert_eq!(
+        e[0].to_string(),
+        "parsers.conf:4: parser 'py': 'regex': invalid regex: undefined group option"
+    );
+}
+
+#[test]
+fn named_groups_that_did_not_take_part() {
+    let reg = registry(
+        r#"
+[PARSER]
+    Name   dup
+    Format regex
+    Regex  ^(?:(?<v>a+)|(?<v>b+))(?<opt>!)?$
+
+[PARSER]
+    Name   dup_keep
+    Format regex
+    Regex  ^(?:(?<v>a+)|(?<v>b+))(?<opt>!)?$
+    Skip_Empty_Values off
+
+[PARSER]
+    Name   none
+    Format regex
+    Regex  ^(?<a>x)?y$
+"#,
+    );
+    // A name given to two groups: one field per group that took part...
+    let (_, v) = parse(&reg, "dup", "bb", NOW).unwrap();
+    assert_eq!(v, rec(&[("v", s("bb"))]));
+    // ... and, with Skip_Empty_Values off, an empty one for each group that did not.
+    let (_, v) = parse(&reg, "dup_keep", "bb", NOW).unwrap();
+    assert_eq!(v, rec(&[("v", s("")), ("v", s("bb")), ("opt", s(""))]));
+    let (_, v) = parse(&reg, "dup_keep", "a!", NOW).unwrap();
+    assert_eq!(v, rec(&[("v", s("a")), ("v", s("")), ("opt", s("!"))]));
+    // A match where no named group took part is no match for Fluent Bit.
+    assert_eq!(parse(&reg, "none", "y", NOW), Err(ParseError::NoMatch));
+    let (_, v) = parse(&reg, "none", "xy", NOW).unwrap();
+    assert_eq!(v, rec(&[("a", s("x"))]));
 }

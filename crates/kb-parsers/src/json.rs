@@ -298,7 +298,7 @@ pub(super) fn parse(
     line: &[u8],
     buf: &mut Vec<u8>,
     now: EventTime,
-) -> Result<EventTime, ParseError> {
+) -> Result<Option<EventTime>, ParseError> {
     let mut r = Reader { s: line, pos: 0 };
     r.ws();
     if r.peek() != Some(b'{') {
@@ -322,14 +322,14 @@ pub(super) fn parse(
         end: entry_end,
     }) = found
     else {
-        return Ok(now);
+        return Ok(None);
     };
     // Offsets are from the reserved header; the patched header is 5 - hdr_len bytes shorter.
     let hdr_len = header_len(buf[map]);
     let shift = |x: usize| map + x - (5 - hdr_len);
     let (vs, ve) = (shift(vs), shift(ve));
     let Some(time) = p.lookup_time(&buf[vs..ve], now) else {
-        return Ok(now);
+        return Ok(None);
     };
     if !p.time_keep {
         buf.drain(shift(entry)..shift(entry_end));
@@ -337,7 +337,7 @@ pub(super) fn parse(
         buf.splice(map..map + hdr_len, [0u8; 5]);
         patch_header(buf, map, Header::Map, n - 1);
     }
-    Ok(time)
+    Ok(Some(time))
 }
 
 fn header_len(first: u8) -> usize {

@@ -1,3 +1,5 @@
+//! kb-parsers: what inputs and filters share to read text as Fluent Bit does.
+//!
 //! Fluent Bit parsers (`[PARSER]` sections, YAML `parsers:`): `json`, `regex`, `logfmt` and
 //! `ltsv`, with `Time_Key`/`Time_Format`/`Time_Keep`/`Time_Offset`/`Time_Strict`, `Types` and
 //! `Skip_Empty_Values`.
@@ -14,14 +16,16 @@
 //!   `integer` (leading digits as `atoll`, else 0), `float` (as `atof`), `hex` (as `strtoull`
 //!   base 16), `bool` (`true`/`false` prefix, any case; anything else stays a string),
 //!   `string`.
-//! - `Skip_Empty_Values` (default on) drops empty `regex` captures; unmatched optional groups
-//!   are always left out.
+//! - `Skip_Empty_Values` (default on) drops empty `regex` captures, and so the groups that did
+//!   not take part in the match (Fluent Bit sees them as empty); with it off they are `""`.
 //! - `decode_field`, `decode_field_as` are accepted and ignored with a warning (not
 //!   implemented yet).
 
+mod cri;
 mod json;
 mod logfmt;
 mod ltsv;
+pub mod multiline;
 mod regex;
 pub mod time;
 
@@ -65,8 +69,12 @@ pub enum FieldType {
 enum Format {
     Json,
     Regex(Box<regex::RegexFormat>),
-    Logfmt { no_bare_keys: bool },
+    Logfmt {
+        no_bare_keys: bool,
+    },
     Ltsv,
+    /// The CRI log line (only the built-in `cri` multiline parser uses it).
+    Cri,
 }
 
 /// One configured parser.
@@ -137,6 +145,11 @@ impl ParserRegistry {
     /// The parser called `name`.
     pub fn get(&self, name: &str) -> Option<&Parser> {
         self.parsers.get(name).map(|p| &**p)
+    }
+
+    /// The parser called `name`, shared.
+    pub fn get_arc(&self, name: &str) -> Option<Arc<Parser>> {
+        self.parsers.get(name).cloned()
     }
 
     /// Number of parsers.
@@ -307,6 +320,42 @@ impl Parser {
         }
     }
 
+    /// A parser made in code, as Fluent Bit makes the sub-parsers of its built-in multiline
+    /// parsers (`Time_Strict off`, no `Types`).
+    fn builtin(name: &str, format: Format, time_format: &str, time_key: &str, keep: bool) -> Self {
+        Parser {
+            name: name.to_string(),
+            format,
+            time_format: TimeFormat::new(time_format, 0, false).ok(),
+            time_key: time_key.to_string(),
+            time_keep: keep,
+            types: Vec::new(),
+            skip_empty: true,
+        }
+    }
+
+    /// Fluent Bit's `_ml_json_docker`: JSON, `time` read as `%Y-%m-%dT%H:%M:%S.%L` and kept.
+    pub fn docker_json() -> Self {
+        Parser::builtin(
+            "_ml_json_docker",
+            Format::Json,
+            "%Y-%m-%dT%H:%M:%S.%L",
+            "time",
+            true,
+        )
+    }
+
+    /// Fluent Bit's `_ml_cri`: the CRI line, `time` read as `%Y-%m-%dT%H:%M:%S.%L%z` and kept.
+    pub fn cri() -> Self {
+        Parser::builtin(
+            "_ml_cri",
+            Format::Cri,
+            "%Y-%m-%dT%H:%M:%S.%L%z",
+            "time",
+            true,
+        )
+    }
+
     /// The parser's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -322,20 +371,14 @@ impl Parser {
     ) -> Result<(), ParseError> {
         let start = out.buf.len();
         out.begin(now);
-        let r = match &self.format {
-            Format::Json => json::parse(self, line, &mut out.buf, now),
-            Format::Regex(f) => f.parse(self, line, &mut out.buf, now),
-            Format::Logfmt { no_bare_keys } => {
-                logfmt::parse(self, line, &mut out.buf, now, *no_bare_keys)
-            }
-            Format::Ltsv => ltsv::parse(self, line, &mut out.buf, now),
-        };
-        match r {
+        match self.parse_map(line, &mut out.buf, now) {
             Ok(time) => {
-                // write_event_header's layout: [[ext8 type 0: secs, nanos], {}] after two
-                // array markers.
-                out.buf[start + 4..start + 8].copy_from_slice(&time.secs.to_be_bytes());
-                out.buf[start + 8..start + 12].copy_from_slice(&time.nanos.to_be_bytes());
+                if let Some(time) = time {
+                    // write_event_header's layout: [[ext8 type 0: secs, nanos], {}] after two
+                    // array markers.
+                    out.buf[start + 4..start + 8].copy_from_slice(&time.secs.to_be_bytes());
+                    out.buf[start + 8..start + 12].copy_from_slice(&time.nanos.to_be_bytes());
+                }
                 Ok(())
             }
             Err(e) => {
@@ -343,6 +386,38 @@ impl Parser {
                 out.count -= 1;
                 Err(e)
             }
+        }
+    }
+
+    /// Parse one line into the msgpack map of its fields, appended to `buf`; returns the time
+    /// the line carried (`None` when the parser has no `Time_Format`, the line has no time
+    /// key or its value does not parse). `now` gives the date of formats without a year. On
+    /// error `buf` is left as it was.
+    pub fn parse_map(
+        &self,
+        line: &[u8],
+        buf: &mut Vec<u8>,
+        now: EventTime,
+    ) -> Result<Option<EventTime>, ParseError> {
+        let start = buf.len();
+        let r = match &self.format {
+            Format::Json => json::parse(self, line, buf, now),
+            Format::Regex(f) => f.parse(self, line, buf, now),
+            Format::Logfmt { no_bare_keys } => logfmt::parse(self, line, buf, now, *no_bare_keys),
+            Format::Ltsv => ltsv::parse(self, line, buf, now),
+            Format::Cri => cri::parse(self, line, buf, now),
+        };
+        if r.is_err() {
+            buf.truncate(start);
+        }
+        r
+    }
+
+    /// The compiled pattern of a `Format regex` parser.
+    pub fn regex(&self) -> Option<&kb_regex::Regex> {
+        match &self.format {
+            Format::Regex(f) => Some(f.regex()),
+            _ => None,
         }
     }
 
@@ -616,6 +691,91 @@ impl kb_core::plugin::ParserLookup for ParserRegistry {
         self.parsers
             .get(name)
             .map(|p| p.clone() as Arc<dyn kb_core::plugin::LineParser>)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Everything a configuration defines to read text: its `[PARSER]`s and multiline parsers
+/// (the built-ins and `[MULTILINE_PARSER]`s), with the service's `multiline_buffer_limit`.
+/// This is what the engine's [`kb_core::registry::ServiceContext::parsers`] holds; plugins
+/// get it back with [`Parsers::of`].
+#[derive(Debug, Clone)]
+pub struct Parsers {
+    pub parsers: ParserRegistry,
+    pub multiline: multiline::MlRegistry,
+    /// The longest joined multiline message, in bytes.
+    pub multiline_buffer_limit: usize,
+}
+
+impl Default for Parsers {
+    fn default() -> Self {
+        Parsers {
+            parsers: ParserRegistry::default(),
+            multiline: multiline::MlRegistry::builtin(),
+            multiline_buffer_limit: multiline::BUFFER_LIMIT,
+        }
+    }
+}
+
+impl Parsers {
+    /// Validate the `[PARSER]` and `[MULTILINE_PARSER]` sections (every error, with its
+    /// location) and collect the warnings.
+    pub fn from_sections(
+        parsers: &[Section],
+        multiline: &[Section],
+    ) -> Result<(Self, Vec<ConfigWarning>), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let reg = ParserRegistry::from_sections(parsers).unwrap_or_else(|e| {
+            errors.extend(e);
+            ParserRegistry::default()
+        });
+        let mut warnings = reg.warnings.clone();
+        let ml = multiline::MlRegistry::from_sections(multiline, &reg, &mut warnings)
+            .unwrap_or_else(|e| {
+                errors.extend(e);
+                multiline::MlRegistry::builtin()
+            });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok((
+            Parsers {
+                parsers: reg,
+                multiline: ml,
+                multiline_buffer_limit: multiline::BUFFER_LIMIT,
+            },
+            warnings,
+        ))
+    }
+
+    /// The parsers of a service context (the built-in multiline parsers only when the
+    /// context holds no kb-parsers registry, as in tests).
+    pub fn of(lookup: &dyn kb_core::plugin::ParserLookup) -> std::borrow::Cow<'_, Parsers> {
+        let any = lookup.as_any();
+        if let Some(p) = any.downcast_ref::<Parsers>() {
+            return std::borrow::Cow::Borrowed(p);
+        }
+        let parsers = any
+            .downcast_ref::<ParserRegistry>()
+            .cloned()
+            .unwrap_or_default();
+        std::borrow::Cow::Owned(Parsers {
+            parsers,
+            ..Parsers::default()
+        })
+    }
+}
+
+impl kb_core::plugin::ParserLookup for Parsers {
+    fn parser(&self, name: &str) -> Option<Arc<dyn kb_core::plugin::LineParser>> {
+        self.parsers.parser(name)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
