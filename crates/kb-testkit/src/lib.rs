@@ -3,6 +3,7 @@
 //! Kinesis-compatible sink of our own with deterministic fault injection.
 
 pub mod kds;
+pub mod meta_server;
 pub mod peers;
 pub mod sink;
 
