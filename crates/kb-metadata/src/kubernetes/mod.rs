@@ -416,6 +416,15 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
         warn_props: RateLimited::new(Duration::from_secs(60)),
         cfg,
     };
+    // The clients are made now when their files are there (reading CA files opens nothing
+    // for writing), so the first record's wait is spent on the request; when they are not
+    // (a dry run off the cluster) the worker tries again at its first request.
+    if matches!(shared.cfg.mode, Mode::Api | Mode::Kubelet) {
+        let clients = shared.make_clients();
+        if clients.api.is_ok() && clients.kubelet.as_ref().is_none_or(|k| k.is_ok()) {
+            let _ = shared.clients.set(clients);
+        }
+    }
     Ok(Box::new(Kubernetes {
         worker: Worker::new(format!("kb-meta-{}", props.instance)),
         shared: Arc::new(shared),
@@ -437,7 +446,11 @@ impl Shared {
     }
 
     fn clients(&self) -> &Clients {
-        self.clients.get_or_init(|| {
+        self.clients.get_or_init(|| self.make_clients())
+    }
+
+    fn make_clients(&self) -> Clients {
+        {
             let net = NetOptions {
                 io_timeout: Some(self.cfg.io_timeout).filter(|d| !d.is_zero()),
                 ..NetOptions::default()
@@ -452,7 +465,7 @@ impl Shared {
                 api: make(&self.cfg.kube_url),
                 kubelet: (self.cfg.mode == Mode::Kubelet).then(|| make(&self.cfg.kubelet_url)),
             }
-        })
+        }
     }
 
     fn outcome(&self, what: &str, result: &Result<(), String>) {
