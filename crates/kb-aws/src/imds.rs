@@ -701,7 +701,6 @@ impl ImdsClient {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

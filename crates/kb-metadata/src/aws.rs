@@ -28,19 +28,84 @@ use kb_core::registry::{FilterPlugin, ServiceContext};
 use crate::worker::{RateLimited, Worker};
 
 const KEYS: &[KeySpec] = &[
-    KeySpec::new("imds_version", KeyType::Enum(&["v1", "v2"]), Some("v2"), "Specifies which version of the EC2 instance metadata service will be used: 'v1' or 'v2'"),
-    KeySpec::new("az", KeyType::Bool, Some("true"), "Enable EC2 instance availability zone"),
-    KeySpec::new("ec2_instance_id", KeyType::Bool, Some("true"), "Enable EC2 instance ID"),
-    KeySpec::new("ec2_instance_type", KeyType::Bool, Some("false"), "Enable EC2 instance type"),
-    KeySpec::new("private_ip", KeyType::Bool, Some("false"), "Enable EC2 instance private IP"),
-    KeySpec::new("vpc_id", KeyType::Bool, Some("false"), "Enable EC2 instance VPC ID"),
-    KeySpec::new("ami_id", KeyType::Bool, Some("false"), "Enable EC2 instance Image ID"),
-    KeySpec::new("account_id", KeyType::Bool, Some("false"), "Enable EC2 instance Account ID"),
-    KeySpec::new("hostname", KeyType::Bool, Some("false"), "Enable EC2 instance hostname"),
-    KeySpec::new("tags_enabled", KeyType::Bool, Some("false"), "Enable EC2 instance tags, injects all tags if tags_include and tags_exclude are empty"),
-    KeySpec::new("tags_include", KeyType::Str, None, "comma-separated EC2 tag keys to inject into the logs; other tags are ignored"),
-    KeySpec::new("tags_exclude", KeyType::Str, None, "comma-separated EC2 tag keys not to inject into the logs"),
-    KeySpec::new("retry_interval_s", KeyType::Int, Some("300"), "minimum duration between retries for fetching EC2 instance tags"),
+    KeySpec::new(
+        "imds_version",
+        KeyType::Enum(&["v1", "v2"]),
+        Some("v2"),
+        "Specifies which version of the EC2 instance metadata service will be used: 'v1' or 'v2'",
+    ),
+    KeySpec::new(
+        "az",
+        KeyType::Bool,
+        Some("true"),
+        "Enable EC2 instance availability zone",
+    ),
+    KeySpec::new(
+        "ec2_instance_id",
+        KeyType::Bool,
+        Some("true"),
+        "Enable EC2 instance ID",
+    ),
+    KeySpec::new(
+        "ec2_instance_type",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance type",
+    ),
+    KeySpec::new(
+        "private_ip",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance private IP",
+    ),
+    KeySpec::new(
+        "vpc_id",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance VPC ID",
+    ),
+    KeySpec::new(
+        "ami_id",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance Image ID",
+    ),
+    KeySpec::new(
+        "account_id",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance Account ID",
+    ),
+    KeySpec::new(
+        "hostname",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance hostname",
+    ),
+    KeySpec::new(
+        "tags_enabled",
+        KeyType::Bool,
+        Some("false"),
+        "Enable EC2 instance tags, injects all tags if tags_include and tags_exclude are empty",
+    ),
+    KeySpec::new(
+        "tags_include",
+        KeyType::Str,
+        None,
+        "comma-separated EC2 tag keys to inject into the logs; other tags are ignored",
+    ),
+    KeySpec::new(
+        "tags_exclude",
+        KeyType::Str,
+        None,
+        "comma-separated EC2 tag keys not to inject into the logs",
+    ),
+    KeySpec::new(
+        "retry_interval_s",
+        KeyType::Int,
+        Some("300"),
+        "minimum duration between retries for fetching EC2 instance tags",
+    ),
 ];
 
 /// The `aws` filter plugin.
@@ -105,6 +170,9 @@ struct Known {
     tags: Option<Vec<(String, String)>>,
 }
 
+/// The keys as one msgpack map, and their number.
+type Encoded = (Vec<u8>, usize);
+
 struct Shared {
     instance: String,
     version: ImdsVersion,
@@ -114,7 +182,7 @@ struct Shared {
     retry_tags: Duration,
     client: OnceLock<Result<ImdsClient, String>>,
     /// The keys as one msgpack map (and its size) once every enabled field is known.
-    encoded: Mutex<Option<Arc<(Vec<u8>, usize)>>>,
+    encoded: Mutex<Option<Arc<Encoded>>>,
     known: Mutex<Known>,
     busy: AtomicBool,
     next_try: Mutex<Option<Instant>>,
@@ -242,7 +310,10 @@ impl Shared {
     }
 
     /// `Ok(None)`: IMDS has no tags for this instance (404).
-    async fn read_tags(&self, client: &ImdsClient) -> Result<Option<Vec<(String, String)>>, String> {
+    async fn read_tags(
+        &self,
+        client: &ImdsClient,
+    ) -> Result<Option<Vec<(String, String)>>, String> {
         let Some(list) = self.get(client, TAGS_PATH).await? else {
             return Ok(None);
         };
@@ -267,9 +338,10 @@ impl Shared {
 
     /// Read whatever is still missing; encode the keys once every field is known.
     async fn fetch(self: Arc<Self>) {
-        let client = match self.client.get_or_init(|| {
-            ImdsClient::new(None, self.version, Duration::from_secs(1))
-        }) {
+        let client = match self
+            .client
+            .get_or_init(|| ImdsClient::new(None, self.version, Duration::from_secs(1)))
+        {
             Ok(c) => c,
             Err(e) => {
                 self.failed(e.clone(), Duration::from_secs(300));
@@ -377,7 +449,10 @@ impl Filter for Aws {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_none_or(|t| Instant::now() >= t);
-            if due && !sh.busy.swap(true, Ordering::AcqRel) && !self.worker.spawn(sh.clone().fetch()) {
+            if due
+                && !sh.busy.swap(true, Ordering::AcqRel)
+                && !self.worker.spawn(sh.clone().fetch())
+            {
                 sh.busy.store(false, Ordering::Release);
             }
         }

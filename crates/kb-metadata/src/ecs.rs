@@ -61,6 +61,9 @@ const SHORT_ID: usize = 12;
 /// Metadata as a msgpack map of `ClusterName`, `TaskID`… (what templates read).
 type Meta = Arc<Vec<u8>>;
 
+/// The cluster metadata under the template names.
+type Cluster = Arc<Vec<(String, String)>>;
+
 enum TaskSlot {
     Pending,
     Ready(Meta, Instant),
@@ -76,7 +79,7 @@ struct Shared {
     ttl: Duration,
     retries: u64,
     client: OnceLock<Result<HttpClient, String>>,
-    cluster: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    cluster: Mutex<Option<Cluster>>,
     cluster_busy: AtomicBool,
     cluster_next: Mutex<Option<Instant>>,
     tasks: Mutex<HashMap<String, TaskSlot>>,
@@ -101,7 +104,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
         if key.is_empty() || template.is_empty() {
             errors.push(ConfigError::new(
                 p.location.clone(),
-                format!("[filter {}] Invalid config for add: expected 'KEY TEMPLATE'", props.instance),
+                format!(
+                    "[filter {}] Invalid config for add: expected 'KEY TEMPLATE'",
+                    props.instance
+                ),
             ));
             continue;
         }
@@ -109,7 +115,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
             Ok(t) => adds.push((key, t)),
             Err(e) => errors.push(ConfigError::new(
                 p.location.clone(),
-                format!("[filter {}] Could not parse template for `{key}`: {e}", props.instance),
+                format!(
+                    "[filter {}] Could not parse template for `{key}`: {e}",
+                    props.instance
+                ),
             )),
         }
     }
@@ -238,7 +247,10 @@ pub fn task_containers(
         let docker_id = str_of(c, "DockerId")?;
         let mut pairs = vec![
             ("ContainerID".to_string(), docker_id.to_string()),
-            ("DockerContainerName".into(), str_of(c, "DockerName")?.into()),
+            (
+                "DockerContainerName".into(),
+                str_of(c, "DockerName")?.into(),
+            ),
             ("ECSContainerName".into(), str_of(c, "Name")?.into()),
             ("TaskDefinitionFamily".into(), family.into()),
             ("TaskARN".into(), arn.into()),
@@ -276,7 +288,11 @@ impl Shared {
     }
 
     async fn fetch_cluster(self: Arc<Self>) {
-        match self.get_json(CLUSTER_PATH).await.and_then(|v| cluster_of(&v)) {
+        match self
+            .get_json(CLUSTER_PATH)
+            .await
+            .and_then(|v| cluster_of(&v))
+        {
             Ok(c) => *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(c)),
             Err(e) => {
                 self.warn.warn(|| {
@@ -292,7 +308,7 @@ impl Shared {
         self.cluster_busy.store(false, Ordering::Release);
     }
 
-    async fn fetch_task(self: Arc<Self>, short: String, cluster: Arc<Vec<(String, String)>>) {
+    async fn fetch_task(self: Arc<Self>, short: String, cluster: Cluster) {
         let path = format!("/v1/tasks?dockerid={short}");
         let result = self
             .get_json(&path)
@@ -352,8 +368,12 @@ impl Filter for Ecs {
         let mut meta: Option<Meta> = None;
         if !sh.cluster_only {
             let tag = cx.tag.as_bytes();
-            let short = (tag.len() >= sh.prefix.len() + SHORT_ID && tag.starts_with(sh.prefix.as_bytes()))
-                .then(|| String::from_utf8_lossy(&tag[sh.prefix.len()..sh.prefix.len() + SHORT_ID]).into_owned());
+            let short = (tag.len() >= sh.prefix.len() + SHORT_ID
+                && tag.starts_with(sh.prefix.as_bytes()))
+            .then(|| {
+                String::from_utf8_lossy(&tag[sh.prefix.len()..sh.prefix.len() + SHORT_ID])
+                    .into_owned()
+            });
             match short {
                 None => sh.warn.warn(|| {
                     format!(

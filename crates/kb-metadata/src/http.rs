@@ -12,11 +12,7 @@ pub(crate) struct Answer {
 }
 
 /// A client for `url` (`http[s]://host[:port]`).
-pub(crate) fn client(
-    url: &str,
-    tls: &TlsOptions,
-    net: &NetOptions,
-) -> Result<HttpClient, String> {
+pub(crate) fn client(url: &str, tls: &TlsOptions, net: &NetOptions) -> Result<HttpClient, String> {
     let endpoint = Endpoint::parse(url, None).map_err(|e| e.to_string())?;
     HttpClient::new(&endpoint, tls, net, None).map_err(|e| e.to_string())
 }
@@ -30,7 +26,10 @@ pub(crate) async fn get(
     let mut req = http::Request::builder()
         .method(http::Method::GET)
         .uri(path)
-        .header("user-agent", concat!("kinesis-bit/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("kinesis-bit/", env!("CARGO_PKG_VERSION")),
+        )
         .header("accept", "application/json");
     for (k, v) in headers {
         req = req.header(*k, *v);

@@ -17,8 +17,12 @@ use kb_testkit::meta_server::{MetaServer, Reply, Request};
 const WEB_ID: &str = "8c1f0e2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn tag(pod: &str, ns: &str, container: &str, id: &str) -> String {
@@ -44,7 +48,9 @@ fn api_server() -> Api {
             );
         }
         match r.path.as_str() {
-            "/api/v1/namespaces/shop/pods/web-7d9f8b6c5d-x2k4q" => Reply::json(fixture("pod-web.json")),
+            "/api/v1/namespaces/shop/pods/web-7d9f8b6c5d-x2k4q" => {
+                Reply::json(fixture("pod-web.json"))
+            }
             "/api/v1/namespaces/shop/pods/noisy-0" => Reply::json(fixture("pod-noisy.json")),
             "/api/v1/namespaces/shop/pods/apache-logs-annotated" => {
                 Reply::json(fixture("pod-apache.json"))
@@ -90,8 +96,13 @@ fn setup(url: &str, ca: Option<&Path>, keys: &str, parsers: &str) -> Setup {
         ..ServiceContext::default()
     };
     let spec = kb_metadata::kubernetes::PLUGIN;
-    let props = validate_section(&spec.spec, FILTER_GENERIC_KEYS, &cfg.filters[0], "kubernetes.0")
-        .unwrap();
+    let props = validate_section(
+        &spec.spec,
+        FILTER_GENERIC_KEYS,
+        &cfg.filters[0],
+        "kubernetes.0",
+    )
+    .unwrap();
     let filter = match (spec.build)(&props, &svc) {
         Ok(f) => f,
         Err(e) => panic!("{e:?}"),
@@ -177,11 +188,16 @@ fn records_get_fluent_bits_layout_and_one_request_serves_a_pod() {
     let ca = api.server.ca_file().unwrap().clone();
     let mut s = setup(&api.server.url(), Some(&ca), "", "");
     let t = tag("web-7d9f8b6c5d-x2k4q", "shop", "nginx", WEB_ID);
-    let first = s.run(&t, r#"{"log":"hello\n","stream":"stdout","time":"2026-11-30T08:15:00.1Z"}"#);
+    let first = s.run(
+        &t,
+        r#"{"log":"hello\n","stream":"stdout","time":"2026-11-30T08:15:00.1Z"}"#,
+    );
     // The first record of the pod waited for its answer (a healthy, local API server).
     assert_eq!(
         first[0].1,
-        format!(r#"{{"log":"hello\n","stream":"stdout","time":"2026-11-30T08:15:00.1Z",{WEB_LAYOUT}}}"#)
+        format!(
+            r#"{{"log":"hello\n","stream":"stdout","time":"2026-11-30T08:15:00.1Z",{WEB_LAYOUT}}}"#
+        )
     );
     for _ in 0..9_999 {
         let r = s.run(&t, r#"{"log":"x","stream":"stdout"}"#);
@@ -189,7 +205,10 @@ fn records_get_fluent_bits_layout_and_one_request_serves_a_pod() {
     }
     assert_eq!(api.server.count("/api/v1/namespaces/shop/pods/"), 1);
     assert_eq!(s.counter("fluentbit_kubernetes_requests_total"), 1);
-    assert_eq!(s.counter("fluentbit_kubernetes_records_without_metadata_total"), 0);
+    assert_eq!(
+        s.counter("fluentbit_kubernetes_records_without_metadata_total"),
+        0
+    );
     let r = &api.server.requests()[0];
     assert_eq!(r.header("authorization"), Some("Bearer token-1"));
     // Another container of the same pod: no new request; its own status.
@@ -240,7 +259,10 @@ fn merge_log_with_json_and_other_text() {
     );
     // A JSON array is not merged either.
     let r = s.run(&t, r#"{"log":"[1,2]","stream":"stdout"}"#);
-    assert_eq!(r[0].1, format!(r#"{{"log":"[1,2]","stream":"stdout",{tail}}}"#));
+    assert_eq!(
+        r[0].1,
+        format!(r#"{{"log":"[1,2]","stream":"stdout",{tail}}}"#)
+    );
 
     // Merge_Log_Key and Keep_Log Off.
     let mut s = setup(
@@ -256,7 +278,10 @@ fn merge_log_with_json_and_other_text() {
         format!(r#"{{"stream":"stderr","log_processed":{{"a":{{"b":true}}}},{tail}}}"#)
     );
     let r = s.run(&t, r#"{"log":"not json","stream":"stderr"}"#);
-    assert_eq!(r[0].1, format!(r#"{{"log":"not json","stream":"stderr",{tail}}}"#));
+    assert_eq!(
+        r[0].1,
+        format!(r#"{{"log":"not json","stream":"stderr",{tail}}}"#)
+    );
 }
 
 const APACHE_PARSER: &str = r#"[PARSER]
@@ -301,7 +326,12 @@ fn annotations_suggest_a_parser_and_exclude_a_pod() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (out, n) = s.stage.run(&noisy, "tail.0", &event(r#"{"log":"spam","stream":"stdout"}"#), 1);
+        let (out, n) = s.stage.run(
+            &noisy,
+            "tail.0",
+            &event(r#"{"log":"spam","stream":"stdout"}"#),
+            1,
+        );
         if n == 0 {
             assert!(out.is_empty());
             break;
@@ -309,20 +339,36 @@ fn annotations_suggest_a_parser_and_exclude_a_pod() {
         assert!(Instant::now() < deadline, "never excluded");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(s.stage.metrics(0).drop_records.load(std::sync::atomic::Ordering::Relaxed) > 0, true);
+    assert!(
+        s.stage
+            .metrics(0)
+            .drop_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
 
     // Without K8S-Logging.Exclude the annotation is not obeyed.
     let mut s = setup(&api.server.url(), Some(&ca), "    Labels Off\n", "");
     warm(&mut s, &noisy);
     let r = s.run(&noisy, r#"{"log":"kept","stream":"stdout"}"#);
-    assert!(r[0].1.contains(r#""annotations":{"fluentbit.io/exclude":"true"}"#), "{}", r[0].1);
+    assert!(
+        r[0].1
+            .contains(r#""annotations":{"fluentbit.io/exclude":"true"}"#),
+        "{}",
+        r[0].1
+    );
 }
 
 #[test]
 fn a_rotated_token_is_read_again() {
     let api = api_server();
     let ca = api.server.ca_file().unwrap().clone();
-    let mut s = setup(&api.server.url(), Some(&ca), "    Labels Off\n    Annotations Off\n", "");
+    let mut s = setup(
+        &api.server.url(),
+        Some(&ca),
+        "    Labels Off\n    Annotations Off\n",
+        "",
+    );
     let web = tag("web-7d9f8b6c5d-x2k4q", "shop", "nginx", WEB_ID);
     warm(&mut s, &web);
     // The kubelet rotates the projected token; the API server takes only the new one.
@@ -379,7 +425,12 @@ fn the_kubelet_list_serves_every_pod_of_the_node_and_namespaces_come_from_the_ap
         "3333333333333333333333333333333333333333333333333333333333333333",
     );
     let r = s.run(&apache, r#"{"log":"b"}"#);
-    assert!(r[0].1.contains(r#""pod_id":"3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f""#), "{}", r[0].1);
+    assert!(
+        r[0].1
+            .contains(r#""pod_id":"3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f""#),
+        "{}",
+        r[0].1
+    );
     assert_eq!(api.server.count("/pods"), 1);
     assert_eq!(api.server.count("/api/v1/namespaces/shop"), 1);
     assert_eq!(api.server.count("/api/v1/namespaces/shop/pods"), 0);
@@ -396,11 +447,20 @@ fn an_api_server_that_is_down_or_silent_delays_nothing() {
         let r = s.run(&web, r#"{"log":"x"}"#);
         assert_eq!(
             r[0].1,
-            format!(r#"{{"log":"x","kubernetes":{{"pod_name":"web-7d9f8b6c5d-x2k4q","namespace_name":"shop","container_name":"nginx","docker_id":"{WEB_ID}"}}}}"#)
+            format!(
+                r#"{{"log":"x","kubernetes":{{"pod_name":"web-7d9f8b6c5d-x2k4q","namespace_name":"shop","container_name":"nginx","docker_id":"{WEB_ID}"}}}}"#
+            )
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!(s.counter("fluentbit_kubernetes_records_without_metadata_total"), 10_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        s.counter("fluentbit_kubernetes_records_without_metadata_total"),
+        10_000
+    );
 
     // A server that accepts and never answers: only the first record of the pod waits, and
     // at most FIRST_WAIT.
@@ -410,13 +470,20 @@ fn an_api_server_that_is_down_or_silent_delays_nothing() {
     let started = Instant::now();
     let r = s.run(&web, r#"{"log":"first"}"#);
     let first = started.elapsed();
-    assert!(first < kb_metadata::kubernetes::FIRST_WAIT + Duration::from_millis(200), "{first:?}");
+    assert!(
+        first < kb_metadata::kubernetes::FIRST_WAIT + Duration::from_millis(200),
+        "{first:?}"
+    );
     assert!(!r[0].1.contains("pod_id"));
     let started = Instant::now();
     for _ in 0..1_000 {
         s.run(&web, r#"{"log":"x"}"#);
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(silent.count("/api/"), 1);
 }
 
@@ -425,7 +492,10 @@ fn tags_that_do_not_match_pass_untouched() {
     let api = api_server();
     let ca = api.server.ca_file().unwrap().clone();
     let mut s = setup(&api.server.url(), Some(&ca), "", "");
-    let r = s.run("kube.var.log.containers.not-a-container-log", r#"{"log":"x"}"#);
+    let r = s.run(
+        "kube.var.log.containers.not-a-container-log",
+        r#"{"log":"x"}"#,
+    );
     assert_eq!(r[0].1, r#"{"log":"x"}"#);
     assert_eq!(api.server.requests().len(), 0);
 }

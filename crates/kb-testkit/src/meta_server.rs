@@ -174,8 +174,7 @@ impl MetaServer {
                                     resp = resp.header(k, v);
                                 }
                                 Ok::<_, std::convert::Infallible>(
-                                    resp.body(Full::new(Bytes::from(body)))
-                                        .expect("response"),
+                                    resp.body(Full::new(Bytes::from(body))).expect("response"),
                                 )
                             }
                         });
@@ -183,7 +182,8 @@ impl MetaServer {
                         match acceptor {
                             Some(a) => {
                                 if let Ok(tls) = a.accept(tcp).await {
-                                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                                    let _ =
+                                        builder.serve_connection(TokioIo::new(tls), service).await;
                                 }
                             }
                             None => {

@@ -40,7 +40,10 @@ impl Registry {
     pub fn builtin() -> Self {
         Registry {
             inputs: kb_inputs::plugins(),
-            filters: kb_filters::plugins().into_iter().chain(kb_metadata::plugins()).collect(),
+            filters: kb_filters::plugins()
+                .into_iter()
+                .chain(kb_metadata::plugins())
+                .collect(),
             outputs: {
                 let mut o = kb_core::outputs::plugins();
                 o.insert(0, kb_kinesis::output::PLUGIN);

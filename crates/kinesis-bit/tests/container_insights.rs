@@ -66,9 +66,14 @@ fn the_container_insights_configuration_passes_dry_run_as_far_as_the_metadata_fi
     }
     for e in &errors {
         assert!(
-            !["[filter kubernetes", "[filter aws", "filter 'kubernetes'", "filter 'aws'"]
-                .iter()
-                .any(|m| e.contains(m)),
+            ![
+                "[filter kubernetes",
+                "[filter aws",
+                "filter 'kubernetes'",
+                "filter 'aws'"
+            ]
+            .iter()
+            .any(|m| e.contains(m)),
             "a metadata filter is rejected: {e}\n{log}"
         );
     }
@@ -76,5 +81,8 @@ fn the_container_insights_configuration_passes_dry_run_as_far_as_the_metadata_fi
         .iter()
         .filter(|e| !ELSEWHERE.iter().any(|w| e.contains(w)))
         .collect();
-    assert!(unexplained.is_empty(), "unexpected errors: {unexplained:#?}\n{log}");
+    assert!(
+        unexplained.is_empty(),
+        "unexpected errors: {unexplained:#?}\n{log}"
+    );
 }

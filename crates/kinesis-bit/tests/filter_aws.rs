@@ -20,10 +20,13 @@ fn imds_answer(path: &str) -> Option<&'static str> {
         "/latest/meta-data/instance-type/" => "m6i.large",
         "/latest/meta-data/local-ipv4/" => "10.0.12.34",
         "/latest/meta-data/mac/" => "0a:1b:2c:3d:4e:5f",
-        "/latest/meta-data/network/interfaces/macs/0a:1b:2c:3d:4e:5f/vpc-id/" => "vpc-0123456789abcdef0",
+        "/latest/meta-data/network/interfaces/macs/0a:1b:2c:3d:4e:5f/vpc-id/" => {
+            "vpc-0123456789abcdef0"
+        }
         "/latest/meta-data/ami-id/" => "ami-0841edc20334f9287",
         "/latest/meta-data/hostname/" => "ip-10-0-12-34.eu-west-1.compute.internal",
-        "/latest/dynamic/instance-identity/document/" => r#"{
+        "/latest/dynamic/instance-identity/document/" => {
+            r#"{
   "accountId" : "123456789012",
   "architecture" : "x86_64",
   "availabilityZone" : "eu-west-1b",
@@ -39,7 +42,8 @@ fn imds_answer(path: &str) -> Option<&'static str> {
   "ramdiskId" : null,
   "region" : "eu-west-1",
   "version" : "2017-09-30"
-}"#,
+}"#
+        }
         "/latest/meta-data/tags/instance" => "Name\nteam\nenv",
         "/latest/meta-data/tags/instance/Name" => "node-a",
         "/latest/meta-data/tags/instance/team" => "logs",
@@ -60,7 +64,10 @@ fn imds(v2: bool) -> MetaServer {
             }
             return Reply::Answer(
                 200,
-                vec![("x-aws-ec2-metadata-token-ttl-seconds".into(), "21600".into())],
+                vec![(
+                    "x-aws-ec2-metadata-token-ttl-seconds".into(),
+                    "21600".into(),
+                )],
                 TOKEN.as_bytes().to_vec(),
             );
         }
@@ -100,7 +107,8 @@ fn run(server: &MetaServer, filter_keys: &str) -> (Vec<String>, String) {
     let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
-            let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).unwrap();
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(l).unwrap();
             v.shift_remove("date");
             serde_json::to_string(&v).unwrap()
         })
@@ -125,10 +133,16 @@ fn imdsv2_token_then_every_field_in_fluent_bits_order() {
     assert_eq!(lines.last().unwrap(), FULL, "{log}");
     let first_full = lines.iter().position(|l| l == FULL).unwrap();
     assert!(lines[first_full..].iter().all(|l| l == FULL));
-    assert!(lines[..first_full].iter().all(|l| l == r#"{"message":"dummy"}"#));
+    assert!(lines[..first_full]
+        .iter()
+        .all(|l| l == r#"{"message":"dummy"}"#));
     let reqs = server.requests();
     assert_eq!(reqs[0].method, "PUT");
-    assert_eq!(reqs.iter().filter(|r| r.method == "PUT").count(), 1, "{reqs:?}");
+    assert_eq!(
+        reqs.iter().filter(|r| r.method == "PUT").count(),
+        1,
+        "{reqs:?}"
+    );
     assert!(reqs[1..]
         .iter()
         .all(|r| r.method == "GET" && r.header("x-aws-ec2-metadata-token") == Some(TOKEN)));
@@ -150,7 +164,11 @@ fn imdsv1_when_the_token_is_refused_and_the_defaults() {
         .iter()
         .filter(|r| r.method == "GET")
         .all(|r| r.header("x-aws-ec2-metadata-token").is_none()));
-    assert_eq!(reqs.iter().filter(|r| r.method == "GET").count(), 2, "{reqs:?}");
+    assert_eq!(
+        reqs.iter().filter(|r| r.method == "GET").count(),
+        2,
+        "{reqs:?}"
+    );
 }
 
 #[test]

@@ -51,7 +51,8 @@ fn run(server: &MetaServer, tag: &str, filter_keys: &str) -> (Vec<String>, Strin
     let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
-            let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).unwrap();
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(l).unwrap();
             v.shift_remove("date");
             serde_json::to_string(&v).unwrap()
         })

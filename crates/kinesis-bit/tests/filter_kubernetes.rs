@@ -66,7 +66,9 @@ fn records_get_the_pods_metadata_with_one_request() {
             return Reply::status(401);
         }
         match r.path.as_str() {
-            "/api/v1/namespaces/shop/pods/web-7d9f8b6c5d-x2k4q" => Reply::json(fixture("pod-web.json")),
+            "/api/v1/namespaces/shop/pods/web-7d9f8b6c5d-x2k4q" => {
+                Reply::json(fixture("pod-web.json"))
+            }
             _ => Reply::status(404),
         }
     }));
@@ -125,5 +127,8 @@ fn with_the_api_server_down_records_go_on_with_the_tags_metadata() {
             )
         );
     }
-    assert!(log.contains("could not get meta for POD shop/web-7d9f8b6c5d-x2k4q"), "{log}");
+    assert!(
+        log.contains("could not get meta for POD shop/web-7d9f8b6c5d-x2k4q"),
+        "{log}"
+    );
 }

@@ -70,7 +70,11 @@ fn packaged_config_passes_dry_run() {
             !systemd_known,
             "the systemd input exists, so the dry run must pass:\n{log}"
         );
-        assert_eq!(errors_besides_missing_systemd(&log), Vec::<&str>::new(), "{log}");
+        assert_eq!(
+            errors_besides_missing_systemd(&log),
+            Vec::<&str>::new(),
+            "{log}"
+        );
         assert!(log.contains("unknown input 'systemd'"), "{log}");
     }
 }

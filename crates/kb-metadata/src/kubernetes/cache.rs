@@ -134,7 +134,10 @@ mod tests {
         assert!(matches!(c.lookup("a", t0), Lookup::Miss { start: false }));
         assert!(c.is_pending("a"));
         c.ready("a", Arc::new(1), t0);
-        assert!(matches!(c.lookup("a", t0), Lookup::Hit { refresh: false, .. }));
+        assert!(matches!(
+            c.lookup("a", t0),
+            Lookup::Hit { refresh: false, .. }
+        ));
         // Full: the oldest entry goes.
         c.ready("b", Arc::new(2), t0);
         c.ready("c", Arc::new(3), t0);
@@ -145,8 +148,7 @@ mod tests {
     #[test]
     fn failures_wait_for_the_negative_ttl_and_answers_expire() {
         let t0 = Instant::now();
-        let mut c: Cache<u32> =
-            Cache::new(10, Duration::from_secs(100), Duration::from_secs(60));
+        let mut c: Cache<u32> = Cache::new(10, Duration::from_secs(100), Duration::from_secs(60));
         assert!(matches!(c.lookup("a", t0), Lookup::Miss { start: true }));
         c.failed("a", t0);
         assert!(matches!(
@@ -159,8 +161,14 @@ mod tests {
         ));
         c.ready("a", Arc::new(1), t0);
         let late = t0 + Duration::from_secs(101);
-        assert!(matches!(c.lookup("a", late), Lookup::Hit { refresh: true, .. }));
-        assert!(matches!(c.lookup("a", late), Lookup::Hit { refresh: false, .. }));
+        assert!(matches!(
+            c.lookup("a", late),
+            Lookup::Hit { refresh: true, .. }
+        ));
+        assert!(matches!(
+            c.lookup("a", late),
+            Lookup::Hit { refresh: false, .. }
+        ));
         // A failed refresh keeps the old answer.
         c.failed("a", late);
         assert!(matches!(c.lookup("a", late), Lookup::Hit { .. }));

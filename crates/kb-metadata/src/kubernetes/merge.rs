@@ -53,7 +53,10 @@ pub fn merge_log(
     let bytes = record.bytes(value);
     let mut entries: Vec<(Val, Val)> = Vec::new();
     let parsed_from_string;
-    if bytes.first().is_some_and(|b| (0x80..=0x8f).contains(b) || *b == 0xde || *b == 0xdf) {
+    if bytes
+        .first()
+        .is_some_and(|b| (0x80..=0x8f).contains(b) || *b == 0xde || *b == 0xdf)
+    {
         // MERGE_MAP: the fields as they are.
         if !record.map_entries(value, &mut entries) {
             return false;

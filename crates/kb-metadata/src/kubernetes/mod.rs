@@ -259,8 +259,7 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
     let cache_use_docker_id = flag("cache_use_docker_id", &mut errors);
     let tls_verify = flag("tls.verify", &mut errors);
     let verify_hostname = flag("tls.verify_hostname", &mut errors);
-    if flag("aws_use_pod_association", &mut errors) || flag("use_pod_association", &mut errors)
-    {
+    if flag("aws_use_pod_association", &mut errors) || flag("use_pod_association", &mut errors) {
         svc.warn(
             props.location.clone(),
             format!(
@@ -407,9 +406,10 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
         request_errors: svc
             .metrics
             .counter("fluentbit_kubernetes_request_errors_total", &label),
-        without_metadata: svc
-            .metrics
-            .counter("fluentbit_kubernetes_records_without_metadata_total", &label),
+        without_metadata: svc.metrics.counter(
+            "fluentbit_kubernetes_records_without_metadata_total",
+            &label,
+        ),
         warn_request: RateLimited::new(Duration::from_secs(10)),
         warn_missing: RateLimited::new(Duration::from_secs(10)),
         warn_tag: RateLimited::new(Duration::from_secs(10)),
@@ -716,8 +716,8 @@ impl Kubernetes {
         if started && !sh.failing.load(Ordering::Relaxed) {
             let deadline = now + FIRST_WAIT;
             loop {
-                let pod_waiting = pod_doc.is_none()
-                    && pkey.as_deref().is_some_and(|k| st.pods.is_pending(k));
+                let pod_waiting =
+                    pod_doc.is_none() && pkey.as_deref().is_some_and(|k| st.pods.is_pending(k));
                 let ns_waiting = want_ns && ns_doc.is_none() && st.namespaces.is_pending(ns);
                 if !pod_waiting && !ns_waiting {
                     break;
@@ -750,7 +750,10 @@ impl Kubernetes {
     }
 
     fn spawn_pod(&self, ns: &str, pod: &str) {
-        let job = self.shared.clone().fetch_pod(ns.to_string(), pod.to_string());
+        let job = self
+            .shared
+            .clone()
+            .fetch_pod(ns.to_string(), pod.to_string());
         if !self.worker.spawn(job) {
             let mut st = self.shared.lock();
             st.pods.failed(&pod_key(ns, pod), Instant::now());
@@ -778,7 +781,10 @@ impl Kubernetes {
         if let Some(issue) = issues.first() {
             self.shared.warn_props.warn(|| match issue {
                 PropIssue::NotAllowed(a) => {
-                    format!("[filter:kubernetes:{}] annotation '{a}' not allowed", cfg.instance)
+                    format!(
+                        "[filter:kubernetes:{}] annotation '{a}' not allowed",
+                        cfg.instance
+                    )
                 }
                 PropIssue::Invalid(a) => format!(
                     "[filter:kubernetes:{}] invalid annotation 'fluentbit.io/{a}'",
@@ -902,9 +908,8 @@ impl Filter for Kubernetes {
             record.push(k, v);
         }
         if want_ns_meta && !ns.is_empty() {
-            let v = record.build(|b| {
-                pod::write_namespace_map(b, &ns, ns_doc.as_deref(), cfg.include)
-            });
+            let v =
+                record.build(|b| pod::write_namespace_map(b, &ns, ns_doc.as_deref(), cfg.include));
             let k = record.put_str(b"kubernetes_namespace");
             record.push(k, v);
         }

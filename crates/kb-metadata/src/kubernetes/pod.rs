@@ -204,7 +204,11 @@ pub fn write_pod_map(out: &mut Vec<u8>, tag: &TagMeta, doc: Option<&PodDoc>) {
         ("container_hash", hash),
         ("container_image", image),
     ];
-    let n = fields.iter().chain(&tail).filter(|(_, v)| v.is_some()).count()
+    let n = fields
+        .iter()
+        .chain(&tail)
+        .filter(|(_, v)| v.is_some())
+        .count()
         + doc.map_or(0, |d| d.middle_entries);
     write_map_len(out, n);
     for (k, v) in fields {
@@ -225,12 +229,22 @@ pub fn write_pod_map(out: &mut Vec<u8>, tag: &TagMeta, doc: Option<&PodDoc>) {
 }
 
 /// Write the `kubernetes_namespace` map: `name`, then `labels` and `annotations` as enabled.
-pub fn write_namespace_map(out: &mut Vec<u8>, name: &str, doc: Option<&NamespaceDoc>, inc: Include) {
-    let labels = doc.and_then(|d| d.labels.as_ref()).filter(|_| inc.namespace_labels);
+pub fn write_namespace_map(
+    out: &mut Vec<u8>,
+    name: &str,
+    doc: Option<&NamespaceDoc>,
+    inc: Include,
+) {
+    let labels = doc
+        .and_then(|d| d.labels.as_ref())
+        .filter(|_| inc.namespace_labels);
     let annotations = doc
         .and_then(|d| d.annotations.as_ref())
         .filter(|_| inc.namespace_annotations);
-    write_map_len(out, 1 + labels.is_some() as usize + annotations.is_some() as usize);
+    write_map_len(
+        out,
+        1 + labels.is_some() as usize + annotations.is_some() as usize,
+    );
     write_str(out, b"name");
     write_str(out, name.as_bytes());
     if let Some(l) = labels {
@@ -421,6 +435,9 @@ mod tests {
     fn a_container_specific_annotation_wins_whatever_its_place() {
         let a = ann(&[("exclude-app", "false"), ("exclude", "true")]);
         let p = props_for(&a, "app", true, true, &mut Vec::new());
-        assert_eq!((p.stdout_exclude, p.stderr_exclude), (Some(false), Some(false)));
+        assert_eq!(
+            (p.stdout_exclude, p.stderr_exclude),
+            (Some(false), Some(false))
+        );
     }
 }

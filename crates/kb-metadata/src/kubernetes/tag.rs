@@ -130,9 +130,7 @@ mod tests {
 
     #[test]
     fn the_documented_tag() {
-        let tag = format!(
-            "kube.var.log.containers.apache-logs-annotated_default_apache-{ID}.log"
-        );
+        let tag = format!("kube.var.log.containers.apache-logs-annotated_default_apache-{ID}.log");
         let m = parse_tag(
             &TagReader::builtin(false),
             tag.as_bytes(),
@@ -163,12 +161,23 @@ mod tests {
     #[test]
     fn tags_that_say_nothing() {
         let r = TagReader::builtin(false);
-        assert_eq!(parse_tag(&r, b"kube.var.log.containers.x", b"kube.var.log.containers."), None);
+        assert_eq!(
+            parse_tag(
+                &r,
+                b"kube.var.log.containers.x",
+                b"kube.var.log.containers."
+            ),
+            None
+        );
         assert_eq!(parse_tag(&r, b"kube.", b"kube.var.log.containers."), None);
         assert_eq!(parse_tag(&r, b"", b""), None);
         // A short id is no container id.
         assert_eq!(
-            parse_tag(&r, b"kube.var.log.containers.a_b_c-1234.log", b"kube.var.log.containers."),
+            parse_tag(
+                &r,
+                b"kube.var.log.containers.a_b_c-1234.log",
+                b"kube.var.log.containers."
+            ),
             None
         );
     }
