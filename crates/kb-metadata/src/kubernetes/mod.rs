@@ -40,6 +40,9 @@
 //!   prefix there too).
 //! * With a parser (`Merge_Parser`, annotation) that finds no time in `log`, the record keeps
 //!   its time (Fluent Bit stamps it with the filter's clock).
+//! * A pod's parser annotation also applies to records without a `stream` key when it is the
+//!   same for both streams, as the docs say (Fluent Bit compares the two names' pointers,
+//!   which never match, so it never applies one there).
 //! * `Cache_Use_Docker_Id`: a container id the cached pod does not list makes one new
 //!   request (at most every 10 s per pod) while the cached metadata is still served.
 //! * The `aws_*pod_association*` / `set_platform` keys (CloudWatch entity fields) are
@@ -684,13 +687,13 @@ impl Kubernetes {
                         }
                     }
                     if again {
-                        self.spawn_pod(ns, p);
+                        self.spawn_pod(&mut st, ns, p);
                     }
                     pod_doc = Some(value);
                 }
                 Lookup::Miss { start } => {
                     if start {
-                        self.spawn_pod(ns, p);
+                        self.spawn_pod(&mut st, ns, p);
                         started = true;
                     }
                 }
@@ -701,13 +704,13 @@ impl Kubernetes {
             match st.namespaces.lookup(ns, now) {
                 Lookup::Hit { value, refresh } => {
                     if refresh {
-                        self.spawn_namespace(ns);
+                        self.spawn_namespace(&mut st, ns);
                     }
                     ns_doc = Some(value);
                 }
                 Lookup::Miss { start } => {
                     if start {
-                        self.spawn_namespace(ns);
+                        self.spawn_namespace(&mut st, ns);
                         started = true;
                     }
                 }
@@ -749,21 +752,21 @@ impl Kubernetes {
         (pod_doc, ns_doc)
     }
 
-    fn spawn_pod(&self, ns: &str, pod: &str) {
+    /// Request a pod in the background (`st`: the state, locked by the caller).
+    fn spawn_pod(&self, st: &mut State, ns: &str, pod: &str) {
         let job = self
             .shared
             .clone()
             .fetch_pod(ns.to_string(), pod.to_string());
         if !self.worker.spawn(job) {
-            let mut st = self.shared.lock();
             st.pods.failed(&pod_key(ns, pod), Instant::now());
         }
     }
 
-    fn spawn_namespace(&self, ns: &str) {
+    /// Request a namespace in the background (`st`: the state, locked by the caller).
+    fn spawn_namespace(&self, st: &mut State, ns: &str) {
         let job = self.shared.clone().fetch_namespace(ns.to_string());
         if !self.worker.spawn(job) {
-            let mut st = self.shared.lock();
             st.namespaces.failed(ns, Instant::now());
         }
     }
