@@ -569,6 +569,138 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Which instance metadata protocol an [`ImdsClient`] speaks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImdsVersion {
+    /// Plain GETs without a session token.
+    V1,
+    /// A session token (`PUT /latest/api/token`) sent with every GET; IMDSv1 when the token
+    /// request is refused (403/404/405, or a 200 without the TTL header) or gets no answer in
+    /// time (a container behind a hop limit of 1 never sees the answer to the PUT).
+    V2,
+}
+
+/// Lifetime asked for a metadata session token, and how long before its end it is renewed.
+const SESSION_TTL: Duration = Duration::from_secs(21_600);
+const SESSION_RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// Reads instance metadata (`/latest/meta-data/...`, `/latest/dynamic/...`) for the `aws`
+/// filter, with the IMDSv2 token flow and the IMDSv1 fallback. The token is kept and renewed
+/// before it expires, and fetched again when IMDS answers 401.
+pub struct ImdsClient {
+    target: Target,
+    version: ImdsVersion,
+    timeout: Duration,
+    /// `Some(None)`: IMDSv1 was chosen after the token request failed.
+    token: tokio::sync::Mutex<Option<(Option<String>, std::time::Instant)>>,
+}
+
+impl fmt::Debug for ImdsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImdsClient")
+            .field("endpoint", &self.target.host_header)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl ImdsClient {
+    /// A client for `endpoint` (`http://host[:port]`; `None`: `$AWS_EC2_METADATA_SERVICE_ENDPOINT`,
+    /// else `http://169.254.169.254`). `timeout` bounds each request (connect and answer).
+    pub fn new(
+        endpoint: Option<&str>,
+        version: ImdsVersion,
+        timeout: Duration,
+    ) -> Result<ImdsClient, String> {
+        let endpoint = endpoint
+            .map(str::to_string)
+            .or_else(|| non_empty_env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        Ok(ImdsClient {
+            target: Target::parse(&endpoint)?,
+            version,
+            timeout,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// `GET path`: `Ok(Some(body))` on 200, `Ok(None)` on 404, an error otherwise.
+    pub async fn get(&self, path: &str) -> Result<Option<String>, String> {
+        for attempt in 0..2 {
+            let token = self.session_token().await?;
+            let headers: Vec<(&str, &str)> = match &token {
+                Some(t) => vec![(TOKEN_HEADER, t.as_str())],
+                None => vec![],
+            };
+            let answer = self.request("GET", path, &headers).await?;
+            match answer.status {
+                200 => return Ok(Some(String::from_utf8_lossy(&answer.body).into_owned())),
+                404 => return Ok(None),
+                // An expired or revoked token: fetch a new one once.
+                401 if attempt == 0 && token.is_some() => {
+                    *self.token.lock().await = None;
+                }
+                s => return Err(format!("GET {path}: HTTP {s}")),
+            }
+        }
+        Err(format!("GET {path}: HTTP 401"))
+    }
+
+    /// The token to send (`None`: IMDSv1), fetched or renewed when needed.
+    async fn session_token(&self) -> Result<Option<String>, String> {
+        if self.version == ImdsVersion::V1 {
+            return Ok(None);
+        }
+        let mut slot = self.token.lock().await;
+        if let Some((token, until)) = slot.as_ref() {
+            if std::time::Instant::now() < *until {
+                return Ok(token.clone());
+            }
+        }
+        let ttl = SESSION_TTL.as_secs().to_string();
+        let (token, valid) = match self
+            .request("PUT", "/latest/api/token", &[(TOKEN_TTL_HEADER, &ttl)])
+            .await
+        {
+            Ok(a) if a.status == 200 && a.header(TOKEN_TTL_HEADER).is_some() => {
+                let t = String::from_utf8_lossy(&a.body).trim().to_string();
+                (Some(t), SESSION_TTL - SESSION_RENEW_BEFORE)
+            }
+            Ok(a) if matches!(a.status, 200 | 403 | 404 | 405) => {
+                tracing::debug!(
+                    "IMDSv2 token request answered HTTP {}; using IMDSv1",
+                    a.status
+                );
+                (None, SESSION_TTL)
+            }
+            Ok(a) => return Err(format!("IMDS token request failed with HTTP {}", a.status)),
+            Err(e) if e.contains("timed out") => {
+                tracing::debug!("IMDSv2 token request: {e}; trying IMDSv1");
+                // Try again later: the hop limit may be raised, or IMDS was only slow.
+                (None, Duration::from_secs(300))
+            }
+            Err(e) => return Err(e),
+        };
+        *slot = Some((token.clone(), std::time::Instant::now() + valid));
+        Ok(token)
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        match tokio::time::timeout(self.timeout, send(&self.target, method, path, headers)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "{method} {path}: timed out after {:?}",
+                self.timeout
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 pub mod firehose;
 pub mod kds;
+pub mod meta_server;
 pub mod peers;
 pub mod sink;
 

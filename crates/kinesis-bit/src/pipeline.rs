@@ -40,7 +40,10 @@ impl Registry {
     pub fn builtin() -> Self {
         Registry {
             inputs: kb_inputs::plugins(),
-            filters: kb_filters::plugins(),
+            filters: kb_filters::plugins()
+                .into_iter()
+                .chain(kb_metadata::plugins())
+                .collect(),
             outputs: {
                 let mut o = kb_core::outputs::plugins();
                 o.splice(0..0, kb_kinesis::plugins());
