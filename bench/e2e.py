@@ -104,17 +104,35 @@ DESTINATION_KEY = {"kinesis_streams": "stream", "kinesis": "stream",
                    "kinesis_firehose": "delivery_stream", "firehose": "delivery_stream"}
 
 
+def filter_chain(work):
+    """The issue's filtered pipeline: parser (json, Reserve_Data) → grep → modify →
+    record_modifier → nest (lift), as -R / -F options. Every record passes every filter."""
+    parsers = os.path.join(work, "parsers.conf")
+    with open(parsers, "w") as f:
+        f.write("[PARSER]\n    Name json\n    Format json\n")
+    return ["-R", parsers,
+            "-F", "parser", "-m", "*", "-p", "key_name=log", "-p", "parser=json",
+            "-p", "reserve_data=on",
+            "-F", "grep", "-m", "*", "-p", "regex=stream ^stdout$",
+            "-F", "modify", "-m", "*", "-p", "rename=seq sequence", "-p", "add=env prod",
+            "-F", "record_modifier", "-m", "*", "-p", "record=node ip-10-0-1-17",
+            "-F", "nest", "-m", "*", "-p", "operation=lift", "-p", "nested_under=kubernetes",
+            "-p", "add_prefix=k8s_"]
+
+
 def run_once(args, work, crt, key, input_name, n, size, workers):
     sink = SinkProc(crt, key)
     dest = DESTINATION_KEY[args.output]
     common = ["-o", args.output, "-m", "*", "-p", "region=us-east-1",
               "-p", f"{dest}=bench", "-p", f"endpoint={sink.endpoint}",
               "-p", f"tls.ca_file={crt}", "-p", f"workers={workers}"]
-    if input_name == "tail":
+    if input_name in ("tail", "tail+filters"):
         log = os.path.join(work, f"k8s-{n}x{size}.log")
         make_log(log, n, size)
         subprocess.run(["cat", log], stdout=subprocess.DEVNULL, check=True)  # page cache
         cmd = [AGENT, "-q", "-i", "tail", "-p", f"path={log}", "-p", "read_from_head=on"]
+        if input_name == "tail+filters":
+            cmd += filter_chain(work)
     else:
         record = k8s_line(0, size).rstrip("\n")
         per_tick = 1000
@@ -208,6 +226,8 @@ def main():
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--inputs", default="tail,dummy")
+    p.add_argument("--filters", action="store_true",
+                   help="also tail with five filters next to tail without, and the CPU ratio")
     p.add_argument("--output", default="kinesis_streams", choices=sorted(DESTINATION_KEY),
                    help="the output plugin to measure")
     p.add_argument("--scaling", action="store_true",
@@ -230,6 +250,16 @@ def main():
         main_rows = [median_run(args, work, crt, key, i, args.records, args.size, args.workers)
                      for i in args.inputs.split(",")]
         print_table("main runs", main_rows)
+        if args.filters:
+            plain = median_run(args, work, crt, key, "tail", args.records, args.size,
+                               args.workers)
+            filtered = median_run(args, work, crt, key, "tail+filters", args.records,
+                                  args.size, args.workers)
+            print_table("tail, without and with parser+grep+modify+record_modifier+nest",
+                        [plain, filtered])
+            print(f"filters add {filtered['cpu_s_per_gib'] / plain['cpu_s_per_gib'] - 1:+.0%} "
+                  f"CPU-s/GiB ({plain['cpu_s_per_gib']:.2f} -> "
+                  f"{filtered['cpu_s_per_gib']:.2f})")
         if args.scaling:
             rows = [median_run(args, work, crt, key, "tail", args.records, args.size, w)
                     for w in (1, 2, 4)]

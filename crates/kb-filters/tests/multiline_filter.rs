@@ -5,8 +5,8 @@
 
 mod parse_common;
 
-use parse_common::{build_with, errors, logs, run_engine, service, Feed, Step};
 use kb_filters::multiline::PLUGIN;
+use parse_common::{build_with, errors, logs, run_engine, service, Feed, Step};
 
 /// parsers_multiline.conf of the documentation example.
 const PARSERS: &str = r#"

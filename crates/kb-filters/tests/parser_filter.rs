@@ -3,9 +3,9 @@
 
 mod parse_common;
 
-use parse_common::{build_with, errors, events, json_lines, service, stage, texts};
 use kb_core::event::{EventTime, EventWriter};
 use kb_filters::parser::PLUGIN;
+use parse_common::{build_with, errors, events, json_lines, service, stage, texts};
 
 /// The documentation's parser.
 const DUMMY_TEST: &str = r#"

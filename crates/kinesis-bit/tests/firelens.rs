@@ -87,7 +87,10 @@ async fn firelens_configuration_ships_every_record_with_the_task_metadata() {
         .unwrap();
     let start = Instant::now();
     while !(sock.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
-        assert!(start.elapsed() < Duration::from_secs(10), "inputs did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "inputs did not listen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let client = Command::new(&python)
