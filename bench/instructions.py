@@ -58,12 +58,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=100_000)
     p.add_argument("--top", type=int, default=12, help="functions listed per build")
-    p.add_argument("--input", default="tail", choices=["tail", "dummy"])
+    p.add_argument("--input", default="tail", choices=["tail", "dummy", "tail+filters"])
+    p.add_argument("--keep", metavar="DIR",
+                   help="keep the callgrind.N.out files in DIR (callgrind_annotate --inclusive=yes)")
     p.add_argument("agents", nargs="+", help="agent binaries to compare")
     args = p.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("needs valgrind (apt-get install valgrind)")
-    work = tempfile.mkdtemp(prefix="kb-instr-")
+    work = tempfile.mkdtemp(prefix="kb-instr-", dir=args.keep)
     try:
         results = []
         for i, agent in enumerate(args.agents):
@@ -81,7 +83,10 @@ def main():
             for ir, name in functions[:args.top]:
                 print(f"  {ir / args.records:10,.0f}  {name[:110]}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"\ncallgrind files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,18 @@ fn val(src: Src, start: usize, end: usize) -> Val {
 }
 
 /// The payload of a msgpack string (or bin) value, if it is one.
+#[inline]
 pub fn as_str(bytes: &[u8]) -> Option<&[u8]> {
+    // Keys and most values are short strings: read their header here, not through the
+    // general decoder (filters look keys up once per entry and rule).
+    match bytes.first() {
+        Some(&m @ 0xa0..=0xbf) => return bytes.get(1..1 + (m & 0x1f) as usize),
+        Some(0xd9) => {
+            let n = *bytes.get(1)? as usize;
+            return bytes.get(2..2 + n);
+        }
+        _ => {}
+    }
     match Cursor::new(bytes).head() {
         Ok(Head::Str(s)) | Ok(Head::Bin(s)) => Some(s),
         _ => None,
@@ -69,6 +80,7 @@ pub fn as_str(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// Append a msgpack string to `buf`.
+#[inline]
 pub fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     if n < 32 {
@@ -198,6 +210,7 @@ impl<'a> Record<'a> {
     }
 
     /// Number of top-level entries.
+    #[inline]
     pub fn len(&self) -> usize {
         self.fields.len()
     }
@@ -218,26 +231,31 @@ impl<'a> Record<'a> {
     }
 
     /// Entry `i` as key and value handles.
+    #[inline]
     pub fn entry(&self, i: usize) -> (Val, Val) {
         self.fields[i]
     }
 
     /// The key of entry `i` as text (string and bin keys; other keys give `None`).
+    #[inline]
     pub fn key(&self, i: usize) -> Option<&[u8]> {
         as_str(self.bytes(self.fields[i].0))
     }
 
     /// The msgpack bytes of entry `i`'s value.
+    #[inline]
     pub fn value(&self, i: usize) -> &[u8] {
         self.bytes(self.fields[i].1)
     }
 
     /// The value of entry `i` as text, when it is a string (or bin).
+    #[inline]
     pub fn str_value(&self, i: usize) -> Option<&[u8]> {
         as_str(self.value(i))
     }
 
     /// The first entry whose key is `name`.
+    #[inline]
     pub fn find(&self, name: &[u8]) -> Option<usize> {
         (0..self.fields.len()).find(|&i| self.key(i) == Some(name))
     }
@@ -348,6 +366,36 @@ impl<'a> Record<'a> {
         self.fields.clear();
         self.changed = true;
         self.read_map_entries(base)
+    }
+
+    /// Replace the entries with those of the msgpack map `map` (copied to scratch), followed
+    /// by the current entries `i` for which `keep(i)` holds, in their order. Kept entries are
+    /// not copied (the parser filter's `Reserve_Data` path).
+    pub fn replace_keeping(
+        &mut self,
+        map: &[u8],
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<(), RecordError> {
+        let old = self.fields.len();
+        let base = self.scratch.len();
+        self.scratch.extend_from_slice(map);
+        if let Err(e) = self.read_map_entries(base) {
+            self.fields.truncate(old);
+            self.scratch.truncate(base);
+            return Err(e);
+        }
+        self.fields.rotate_left(old);
+        let new = self.fields.len() - old;
+        let mut out = new;
+        for i in 0..old {
+            if keep(i) {
+                self.fields.swap(out, new + i);
+                out += 1;
+            }
+        }
+        self.fields.truncate(out);
+        self.changed = true;
+        Ok(())
     }
 
     /// Append the entries of the msgpack map at scratch offset `base` to the record.
@@ -515,6 +563,33 @@ mod tests {
             record_json(&out),
             format!(r#"{{"z":"{}"}}"#, "q".repeat(40))
         );
+    }
+
+    #[test]
+    fn replace_keeping_puts_the_map_first_then_the_kept_entries() {
+        let raw = event(r#"{"a":1,"log":"x","b":2,"c":3}"#);
+        let mut buf = RecordBuf::new();
+        let mut r = buf.read(&raw).unwrap();
+        let map = {
+            let mut v = Vec::new();
+            rmpv::encode::write_value(
+                &mut v,
+                &rmpv::Value::Map(vec![("p".into(), 9.into()), ("q".into(), "z".into())]),
+            )
+            .unwrap();
+            v
+        };
+        r.replace_keeping(&map, |i| i != 1 && i != 3).unwrap();
+        let mut out = Vec::new();
+        r.write_event(&mut out);
+        assert_eq!(record_json(&out), r#"{"p":9,"q":"z","a":1,"b":2}"#);
+        // A map that is not one changes nothing.
+        let raw = event(r#"{"a":1}"#);
+        let mut buf = RecordBuf::new();
+        let mut r = buf.read(&raw).unwrap();
+        assert!(r.replace_keeping(&[0x92, 0x01], |_| true).is_err());
+        assert_eq!(r.len(), 1);
+        assert!(!r.is_changed());
     }
 
     #[test]

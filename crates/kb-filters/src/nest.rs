@@ -222,19 +222,19 @@ impl Nest {
         if n == 0 {
             return;
         }
-        let mut entries: Vec<(Val, Val)> = Vec::with_capacity(n);
-        for i in 0..r.len() {
-            if self.to_nest(r, i) {
-                entries.push(r.entry(i));
+        let value = LIFT.with(|b| {
+            let (_, map) = &mut *b.borrow_mut();
+            map.clear();
+            write_map_len(map, n);
+            for i in 0..r.len() {
+                if self.to_nest(r, i) {
+                    let (k, v) = r.entry(i);
+                    self.write_key(r.bytes(k), map);
+                    map.extend_from_slice(r.bytes(v));
+                }
             }
-        }
-        let mut map = Vec::new();
-        write_map_len(&mut map, n);
-        for &(k, v) in &entries {
-            self.write_key(r.bytes(k), &mut map);
-            map.extend_from_slice(r.bytes(v));
-        }
-        let value = r.put(&map);
+            r.put(map)
+        });
         r.retain(|r, i| !self.to_nest(r, i));
         let key = r.put_str(&self.key);
         r.push(key, value);
@@ -244,28 +244,37 @@ impl Nest {
         if !(0..r.len()).any(|i| self.to_lift(r, i)) {
             return;
         }
-        let mut lifted: Vec<(Val, Val)> = Vec::new();
-        let mut inner = Vec::new();
-        for i in 0..r.len() {
-            if self.to_lift(r, i) {
-                inner.clear();
-                r.map_entries(r.entry(i).1, &mut inner);
-                lifted.extend_from_slice(&inner);
-            }
-        }
-        r.retain(|r, i| !self.to_lift(r, i));
-        for (k, v) in lifted {
-            let key = match self.prefix {
-                Prefix::None => k,
-                _ => {
-                    let mut out = Vec::new();
-                    self.write_key(r.bytes(k), &mut out);
-                    r.put(&out)
+        LIFT.with(|b| {
+            let (lifted, key) = &mut *b.borrow_mut();
+            lifted.clear();
+            for i in 0..r.len() {
+                if self.to_lift(r, i) {
+                    r.map_entries(r.entry(i).1, lifted);
                 }
-            };
-            r.push(key, v);
-        }
+            }
+            r.retain(|r, i| !self.to_lift(r, i));
+            for &(k, v) in lifted.iter() {
+                let k = match self.prefix {
+                    Prefix::None => k,
+                    _ => {
+                        key.clear();
+                        self.write_key(r.bytes(k), key);
+                        r.put(key)
+                    }
+                };
+                r.push(k, v);
+            }
+        });
     }
+}
+
+/// The lifted entries and a key being prefixed.
+type LiftBufs = (Vec<(Val, Val)>, Vec<u8>);
+
+thread_local! {
+    /// Reused from record to record, so lifting allocates nothing once warm.
+    static LIFT: std::cell::RefCell<LiftBufs> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 impl Filter for Nest {

@@ -167,6 +167,8 @@ fn build(props: &Props, svc: &ServiceContext) -> Result<Box<dyn Filter>, Vec<Con
 }
 
 thread_local! {
+    /// The indexes of the parsed entries, reused from record to record.
+    static IDX: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     /// Parsed fields, the record being built, the unescaped value.
     static BUFS: RefCell<(Vec<u8>, Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
@@ -215,7 +217,8 @@ impl Filter for ParserFilter {
             // The field(s) to parse: the first parse that succeeds is kept, as the last one in
             // Fluent Bit (which would parse every field of that name).
             let mut result = None;
-            let mut parsed_keys: Vec<usize> = Vec::new();
+            let mut parsed_keys = IDX.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            parsed_keys.clear();
             let mut try_value = |value: &[u8], parsed: &mut Vec<u8>| -> Option<Option<EventTime>> {
                 let value = if self.unescape {
                     unescape(value, unesc);
@@ -249,39 +252,32 @@ impl Filter for ParserFilter {
                 }
             }
             let Some(time) = result else {
+                IDX.with(|v| *v.borrow_mut() = parsed_keys);
                 return Verdict::Keep;
             };
-            // The parsed fields (nested or not), then what is kept of the record.
-            let kept: Vec<usize> = (0..record.len())
-                .filter(|i| {
-                    let is_parsed = parsed_keys.contains(i);
-                    if self.reserve_data {
-                        !is_parsed || self.preserve_key
-                    } else {
-                        is_parsed && self.preserve_key
-                    }
-                })
-                .collect();
-            let mut c = kb_core::msgpack::Cursor::new(parsed);
-            let n = c.read_map_len().unwrap_or(0);
-            out.clear();
-            match &self.nest_under {
+            // The parsed fields (nested or not), then what is kept of the record: the kept
+            // entries stay where they are, only the parsed map is copied into the record.
+            let keep = |i: usize| {
+                let is_parsed = parsed_keys.contains(&i);
+                if self.reserve_data {
+                    !is_parsed || self.preserve_key
+                } else {
+                    is_parsed && self.preserve_key
+                }
+            };
+            let map: &[u8] = match &self.nest_under {
                 Some(key) => {
-                    write_map_len(out, 1 + kept.len());
+                    out.clear();
+                    write_map_len(out, 1);
                     write_str(out, key);
                     out.extend_from_slice(parsed);
+                    out
                 }
-                None => {
-                    write_map_len(out, n + kept.len());
-                    out.extend_from_slice(c.rest());
-                }
-            }
-            for i in kept {
-                let (k, v) = record.entry(i);
-                out.extend_from_slice(record.bytes(k));
-                out.extend_from_slice(record.bytes(v));
-            }
-            if record.replace_with_map(out).is_err() {
+                None => parsed,
+            };
+            let replaced = record.replace_keeping(map, keep);
+            IDX.with(|v| *v.borrow_mut() = parsed_keys);
+            if replaced.is_err() {
                 return Verdict::Keep;
             }
             if let Some(t) = time.filter(|t| *t != EventTime::default()) {

@@ -72,9 +72,9 @@ impl Reader<'_> {
     fn string(&mut self, buf: &mut Vec<u8>) -> R<(usize, usize)> {
         self.expect(b'"')?;
         let start = self.pos;
-        while self.pos < self.s.len() && !matches!(self.s[self.pos], b'"' | b'\\') {
-            self.pos += 1;
-        }
+        // Log lines carry long plain strings: find their end a word at a time.
+        self.pos =
+            memchr::memchr2(b'"', b'\\', &self.s[start..]).map_or(self.s.len(), |i| start + i);
         if self.peek() == Some(b'"') {
             // No escapes: copy the slice as is.
             let v = &self.s[start..self.pos];
@@ -125,6 +125,11 @@ impl Reader<'_> {
                         }
                         _ => return self.err(),
                     }
+                    // Copy the plain run up to the next quote or escape at once.
+                    let run = memchr::memchr2(b'"', b'\\', &self.s[self.pos..])
+                        .unwrap_or(self.s.len() - self.pos);
+                    buf.extend_from_slice(&self.s[self.pos..self.pos + run]);
+                    self.pos += run;
                 }
                 _ => buf.push(c),
             }

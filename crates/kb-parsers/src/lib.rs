@@ -616,9 +616,9 @@ fn atof(v: &[u8]) -> f64 {
 }
 
 /// Write a msgpack string from raw bytes (not checked for UTF-8, as Fluent Bit).
+#[inline]
 fn write_str(buf: &mut Vec<u8>, s: &[u8]) {
-    let _ = rmp::encode::write_str_len(buf, s.len() as u32);
-    buf.extend_from_slice(s);
+    kb_core::record::write_str(buf, s);
 }
 
 /// Reserve room for a map/array/str header whose length is not known yet.

@@ -30,6 +30,54 @@ pub struct Regex {
     source: String,
     /// Named groups in definition order, each with its group numbers.
     names: Vec<(String, Vec<usize>)>,
+    /// Set when the pattern is a plain literal (grep's `^stdout$`): `is_match` then
+    /// compares bytes instead of entering Oniguruma.
+    literal: Option<Literal>,
+}
+
+/// A pattern made only of literal ASCII characters, optionally anchored with `^` / `$`.
+#[derive(Debug, Clone)]
+struct Literal {
+    text: Vec<u8>,
+    start: bool,
+    end: bool,
+}
+
+impl Literal {
+    /// The literal form of `body`, if it has one. Only characters that are never special in
+    /// Ruby syntax qualify, and only without options (`x` would make spaces special).
+    fn of(body: &str, options: RegexOptions) -> Option<Literal> {
+        if options != RegexOptions::REGEX_OPTION_NONE {
+            return None;
+        }
+        let (start, rest) = match body.strip_prefix('^') {
+            Some(r) => (true, r),
+            None => (false, body),
+        };
+        let (end, text) = match rest.strip_suffix('$') {
+            Some(t) => (true, t),
+            None => (false, rest),
+        };
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b" _-/:,=@%!'\";<>&~".contains(&b);
+        (!text.is_empty() && text.bytes().all(plain)).then(|| Literal {
+            text: text.as_bytes().to_vec(),
+            start,
+            end,
+        })
+    }
+
+    /// Whether the literal matches `text`; `None` when Oniguruma must decide: in Ruby
+    /// syntax `^` and `$` match at every line, so anchored literals take only one-line text.
+    fn is_match(&self, text: &[u8]) -> Option<bool> {
+        let t = &self.text[..];
+        match (self.start, self.end) {
+            (false, false) => Some(memchr::memmem::find(text, t).is_some()),
+            _ if memchr::memchr(b'\n', text).is_some() => None,
+            (true, true) => Some(text == t),
+            (true, false) => Some(text.starts_with(t)),
+            (false, true) => Some(text.ends_with(t)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Regex {
@@ -141,6 +189,7 @@ impl Regex {
             re,
             source: pattern.to_string(),
             names,
+            literal: Literal::of(body, options),
         })
     }
 
@@ -176,6 +225,11 @@ impl Regex {
 
     /// Whether the pattern matches somewhere in `text`.
     pub fn is_match(&self, text: &[u8]) -> bool {
+        // An ASCII literal matches the raw bytes exactly where it matches their UTF-8-lossy
+        // form: replacement only touches non-ASCII sequences.
+        if let Some(m) = self.literal.as_ref().and_then(|l| l.is_match(text)) {
+            return m;
+        }
         let text = utf8(text);
         self.search(&text, None)
     }
@@ -218,6 +272,48 @@ impl Regex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_patterns_match_as_oniguruma_matches() {
+        let patterns = [
+            "^stdout$",
+            "stdout",
+            "^std",
+            "out$",
+            "a b",
+            "^x-y:z$",
+            "st.out",
+            "^$",
+            "/^stdout$/i",
+        ];
+        let texts: [&[u8]; 10] = [
+            b"stdout",
+            b"stderr",
+            b"xstdout",
+            b"stdoutx",
+            b"a\nstdout",
+            b"stdout\n",
+            b"",
+            b"std\xffout",
+            b"stdout\xff",
+            b"STDOUT",
+        ];
+        for p in patterns {
+            let re = Regex::new(p).unwrap();
+            for t in texts {
+                let onig = re.search(&utf8(t), None);
+                assert_eq!(
+                    re.is_match(t),
+                    onig,
+                    "{p} on {:?}",
+                    String::from_utf8_lossy(t)
+                );
+            }
+        }
+        assert!(Regex::new("^stdout$").unwrap().literal.is_some());
+        assert!(Regex::new("st.out").unwrap().literal.is_none());
+        assert!(Regex::new("/stdout/i").unwrap().literal.is_none());
+    }
 
     fn caps(re: &Regex, text: &str) -> Vec<(String, String)> {
         let mut c = Captures::new();
