@@ -279,6 +279,60 @@ async fn tag_templates_route_whole_chunks() {
     assert_eq!((got1.len(), got2.len()), (3, 2));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn per_stream_retries_resend_only_the_failed_records_once() {
+    use kb_testkit::sink::{FaultKind, FaultPlan};
+    // A fifth of the entries fail, and the second and fifth requests are throttled: every
+    // record must still reach its own stream exactly once.
+    let sink = Sink::start(
+        SinkConfig::default().id_field("seq").store(true).faults(
+            FaultPlan::new()
+                .seed(15)
+                .fail_entries(0.2, &["ProvisionedThroughputExceededException"])
+                .at(1, FaultKind::Throttle)
+                .at(4, FaultKind::Throttle),
+        ),
+    )
+    .await;
+    let n = 1500u64;
+    let input: String = (0..n)
+        .map(|i| format!("{{\"seq\":{i},\"app\":\"s{}\"}}\n", i % 3))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[SERVICE]\n    Grace 120\n    scheduler.base 1\n    scheduler.cap 2\n\n[INPUT]\n    Name stdin\n\n\
+             [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream r-$app\n    region us-east-1\n    \
+             endpoint {}\n    retry_limit no_limits\n",
+            sink.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = agent();
+        cmd.args(["-c", conf.to_str().unwrap()]);
+        run_with_stdin(&mut cmd, input.as_bytes(), Duration::from_secs(180))
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    let log = stderr(&out);
+    assert!(sink.missing(0..n).is_empty(), "{log}");
+    assert_eq!(sink.duplicates(), vec![], "{log}");
+    let recs = sink.records();
+    assert_eq!(recs.len() as u64, n);
+    for r in &recs {
+        let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        let seq = v["seq"].as_u64().unwrap();
+        assert_eq!(r.stream, format!("r-s{}", seq % 3), "record {seq}");
+    }
+    assert!(log.contains("retrying only the failed records"), "{log}");
+    let st = sink.stats();
+    assert!(st.entries_failed > 0 && st.throttled > 0, "{st:?}");
+}
+
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/by-arn";
 
 #[tokio::test(flavor = "multi_thread")]
