@@ -333,6 +333,38 @@ async fn per_stream_retries_resend_only_the_failed_records_once() {
     assert!(st.entries_failed > 0 && st.throttled > 0, "{st:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_variables_expand_before_the_template() {
+    let (ferro, kds) = ferro_with_streams(&[("logs-prod-web", 1)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("kb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[INPUT]\n    Name stdin\n\n\
+             [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream logs-${{KB_ROUTING_ENV}}-$app\n    \
+             region us-east-1\n    endpoint {}\n",
+            ferro.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = agent();
+        cmd.env("KB_ROUTING_ENV", "prod")
+            .args(["-c", conf.to_str().unwrap()]);
+        run_with_stdin(&mut cmd, b"{\"app\":\"web\"}\n", LIMIT)
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+    assert_eq!(
+        read_sorted(&kds, "logs-prod-web").await,
+        vec!["{\"app\":\"web\"}\n".to_string()],
+        "{}",
+        stderr(&out)
+    );
+}
+
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/by-arn";
 
 #[tokio::test(flavor = "multi_thread")]
