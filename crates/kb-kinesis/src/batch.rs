@@ -17,8 +17,9 @@ use crate::format::{FormatOptions, RecordFormatter, Skip};
 use crate::gofmt::{go_partition_key, GoFormatOptions, GoFormatter};
 use crate::metrics::{DropReason, FallbackReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
-use crate::route::{StreamTemplate, Unresolved};
+use crate::route::{MissingStreams, StreamTemplate, Unresolved};
 use crate::time_format::TimeFormat;
+use std::sync::Arc;
 
 /// The partition key of one Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +147,10 @@ pub struct Preparer {
     fallback: Option<String>,
     /// Index of each stream in [`Prepared::streams`] during one prepare (per-record streams).
     stream_index: HashMap<String, u32>,
+    /// Per index in [`Prepared::streams`]: found missing recently (per-record streams).
+    stream_missing: Vec<bool>,
+    /// The output's recently missing streams.
+    missing: Arc<MissingStreams>,
     name_buf: String,
     stream_buf: String,
     time_scratch: Vec<u8>,
@@ -221,6 +226,8 @@ impl Preparer {
             route: settings.stream_route.clone(),
             fallback: settings.stream_fallback.clone(),
             stream_index: HashMap::new(),
+            stream_missing: Vec::new(),
+            missing: Arc::default(),
             name_buf: String::new(),
             stream_buf: String::new(),
             time_scratch: Vec::new(),
@@ -230,6 +237,11 @@ impl Preparer {
             key_buf: String::new(),
             kpl: KplAggregate::default(),
         }
+    }
+
+    /// Share the output's memory of missing streams (per-record streams) with this preparer.
+    pub fn set_missing_streams(&mut self, missing: Arc<MissingStreams>) {
+        self.missing = missing;
     }
 
     /// Fill `out` with the Kinesis records for the pending events of `chunk`.
@@ -245,6 +257,7 @@ impl Preparer {
         self.staging.clear();
         self.staged.clear();
         self.stream_index.clear();
+        self.stream_missing.clear();
         if self.route.is_none() {
             // The one stream: entries keep index 0, and nothing is resolved per record.
             if out.streams.len() != 1 || out.streams[0] != self.stream {
@@ -288,6 +301,15 @@ impl Preparer {
                 None => self.resolve(&chunk.tag, ev.record, out),
             };
             let stream = match resolved {
+                Ok(s) if self.stream_missing.get(s as usize) == Some(&true) => {
+                    match self.recently_missing(s, out, metrics, limiter) {
+                        Some(s) => s,
+                        None => {
+                            progress.mark_dropped(i);
+                            continue;
+                        }
+                    }
+                }
                 Ok(s) => s,
                 Err(why) => match self.unresolved(why, out, metrics, limiter) {
                     Some(s) => s,
@@ -371,11 +393,59 @@ impl Preparer {
             return Ok(0);
         };
         route.resolve(tag, record, &mut self.name_buf, &mut self.stream_buf)?;
-        Ok(intern(
-            &mut self.stream_index,
-            &mut out.streams,
-            &self.stream_buf,
-        ))
+        let i = intern(&mut self.stream_index, &mut out.streams, &self.stream_buf);
+        if i as usize == self.stream_missing.len() {
+            // A stream new to this flush: asked once, not per record. The fallback itself is
+            // never skipped: its failure keeps the records for the engine's retry.
+            let skip = self.fallback.as_deref() != Some(self.stream_buf.as_str())
+                && self.missing.is_missing(&self.stream_buf);
+            self.stream_missing.push(skip);
+        }
+        Ok(i)
+    }
+
+    /// A record for stream `s`, which answered `ResourceNotFoundException` moments ago: the
+    /// fallback's index, or `None` (dropped and counted), as that answer would decide.
+    fn recently_missing(
+        &mut self,
+        s: u32,
+        out: &mut Prepared,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) -> Option<u32> {
+        let name = &out.streams[s as usize];
+        match &self.fallback {
+            Some(f) => {
+                metrics.fell_back(FallbackReason::NotFound, 1);
+                if let Some(n) = limiter.allow("stream_not_found:fallback") {
+                    tracing::warn!(
+                        "stream {name} did not exist moments ago: record sent to stream_fallback {f}{}",
+                        suppressed_note(n)
+                    );
+                }
+                let f = f.clone();
+                Some(self.intern_fallback(&f, out))
+            }
+            None => {
+                metrics.dropped(DropReason::StreamNotFound, 1);
+                if let Some(n) = limiter.allow("stream_not_found:drop") {
+                    tracing::warn!(
+                        "stream {name} did not exist moments ago and stream_fallback is not set: record dropped{}",
+                        suppressed_note(n)
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// The index of the fallback stream (never treated as missing).
+    fn intern_fallback(&mut self, f: &str, out: &mut Prepared) -> u32 {
+        let i = intern(&mut self.stream_index, &mut out.streams, f);
+        if i as usize == self.stream_missing.len() {
+            self.stream_missing.push(false);
+        }
+        i
     }
 
     /// A record without a stream: the fallback's index, or `None` (dropped and counted).
@@ -413,7 +483,8 @@ impl Preparer {
                         suppressed_note(n)
                     );
                 }
-                Some(intern(&mut self.stream_index, &mut out.streams, f))
+                let f = f.clone();
+                Some(self.intern_fallback(&f, out))
             }
             None => {
                 metrics.dropped(DropReason::StreamUnresolved, 1);

@@ -33,6 +33,7 @@ use crate::metrics::{
 };
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::response::{parse_response, EntryOutcome};
+use crate::route::MissingStreams;
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
 
@@ -113,6 +114,7 @@ fn build<S: Service>(
         metrics: KinesisMetrics::with_names(svc.metrics.clone(), metric_names, &settings.instance),
         settings: Arc::new(settings),
         limiter: Arc::new(LogLimiter::default()),
+        missing_streams: Arc::default(),
         credentials: OnceCell::new(),
         skew: Arc::new(ClockSkew::default()),
         service: std::marker::PhantomData,
@@ -124,6 +126,8 @@ pub struct KinesisOutput<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
+    /// Per-record streams answered `ResourceNotFoundException` lately (all workers).
+    missing_streams: Arc<MissingStreams>,
     credentials: OnceCell<CredentialCache>,
     skew: Arc<ClockSkew>,
     service: std::marker::PhantomData<S>,
@@ -281,8 +285,11 @@ impl<S: Service> Output for KinesisOutput<S> {
         if s.stream_by_arn {
             body.set_stream_arn(&s.stream);
         }
+        let mut preparer = Preparer::new(s);
+        preparer.set_missing_streams(self.missing_streams.clone());
         Ok(Box::new(KinesisWorker::<S> {
-            preparer: Preparer::new(s),
+            preparer,
+            missing_streams: self.missing_streams.clone(),
             random_key_len: random_key_len(s.flavour),
             body,
             body_stream: s.stream.clone(),
@@ -304,6 +311,7 @@ pub struct KinesisWorker<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
+    missing_streams: Arc<MissingStreams>,
     sender: Sender,
     preparer: Preparer,
     prepared: Prepared,
@@ -749,6 +757,8 @@ impl<S: Service> KinesisWorker<S> {
         if fallback.as_deref() == Some(missing_name.as_str()) {
             return false;
         }
+        // Later flushes of any worker skip the request that would fail again.
+        self.missing_streams.note(&missing_name);
         let sent = std::mem::take(&mut self.in_request);
         self.requeue(&sent);
         self.in_request = sent;

@@ -17,6 +17,10 @@
 //! client's region (here `region`, else the ARN's). `aws-iso` and `aws-iso-b` keep the
 //! regional endpoint.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use kb_aws::endpoint::{dns_suffix, Endpoint, Scheme};
 use kb_core::accessor::{AccessorError, Part, Template};
 
@@ -267,6 +271,54 @@ impl std::fmt::Display for StreamTemplate {
     }
 }
 
+/// Streams of per-record routing that answered `ResourceNotFoundException` recently, shared
+/// by the workers of one output: their records go to the fallback (or are dropped) without a
+/// request that would fail again, for [`MissingStreams::TTL`] after the answer.
+#[derive(Debug)]
+pub struct MissingStreams {
+    ttl: Duration,
+    found: Mutex<HashMap<String, Instant>>,
+}
+
+impl Default for MissingStreams {
+    fn default() -> Self {
+        Self::new(Self::TTL)
+    }
+}
+
+impl MissingStreams {
+    /// How long a missing stream is remembered: about the time a new stream takes to become
+    /// ACTIVE, so a stream being created is tried again soon.
+    pub const TTL: Duration = Duration::from_secs(30);
+
+    /// Remember missing streams for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        MissingStreams {
+            ttl,
+            found: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `stream` was answered `ResourceNotFoundException` just now.
+    pub fn note(&self, stream: &str) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        found.insert(stream.to_string(), Instant::now());
+    }
+
+    /// Whether `stream` was found missing less than the TTL ago (older entries are forgotten).
+    pub fn is_missing(&self, stream: &str) -> bool {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        match found.get(stream) {
+            Some(at) if at.elapsed() < self.ttl => true,
+            Some(_) => {
+                found.remove(stream);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +482,16 @@ mod tests {
         assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
         assert_eq!(partition_of("us-iso-east-1"), "aws-iso");
         assert_eq!(partition_of("us-isob-east-1"), "aws-iso-b");
+    }
+
+    #[test]
+    fn missing_streams_are_forgotten_after_the_ttl() {
+        let m = MissingStreams::new(Duration::from_millis(50));
+        assert!(!m.is_missing("s"));
+        m.note("s");
+        assert!(m.is_missing("s") && !m.is_missing("t"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!m.is_missing("s"));
     }
 
     /// The cases of the SDKs' endpoint rule tests for Kinesis (account endpoints).

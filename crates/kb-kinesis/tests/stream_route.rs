@@ -336,3 +336,62 @@ fn bodies_name_the_stream_by_arn() {
         .unwrap()
         .starts_with("{\"StreamName\":\"n\","));
 }
+
+#[test]
+fn recently_missing_streams_skip_the_request() {
+    use kb_kinesis::route::MissingStreams;
+    let missing = Arc::new(MissingStreams::default());
+    missing.note("logs-gone");
+    missing.note("fb");
+    let run = |props: &[(&str, &str)]| {
+        let s = settings(props).unwrap();
+        let registry = Arc::new(Metrics::default());
+        let metrics = KinesisMetrics::new(registry.clone(), "kinesis_streams.0");
+        let mut preparer = Preparer::new(&s);
+        preparer.set_missing_streams(missing.clone());
+        let c = chunk("t", &[Some("a"), Some("gone"), Some("gone"), None]);
+        let mut out = Prepared::default();
+        let mut progress = Progress::new(c.records);
+        preparer.prepare(
+            &c,
+            &mut progress,
+            &mut out,
+            &metrics,
+            &LogLimiter::default(),
+        );
+        (routed(&out), progress, registry)
+    };
+    // With a fallback: straight to it, counted as not found. The fallback itself is sent to
+    // even though it is remembered missing (its failure keeps the records for a retry).
+    let (r, _, m) = run(&[
+        ("stream", "logs-$app"),
+        ("region", "us-east-1"),
+        ("stream_fallback", "fb"),
+    ]);
+    assert_eq!(
+        r,
+        vec![
+            ("logs-a".into(), vec![0]),
+            ("fb".into(), vec![1]),
+            ("fb".into(), vec![2]),
+            ("fb".into(), vec![3]),
+        ]
+    );
+    let f = "fluentbit_kinesis_streams_stream_fallbacks_total";
+    assert_eq!(
+        (counter(&m, f, "not_found"), counter(&m, f, "missing")),
+        (2, 1)
+    );
+    // Without: dropped and counted.
+    let (r, progress, m) = run(&[("stream", "logs-$app"), ("region", "us-east-1")]);
+    assert_eq!(r, vec![("logs-a".into(), vec![0])]);
+    assert!(progress.is_done(1) && progress.is_done(2) && progress.is_done(3));
+    let d = "fluentbit_kinesis_streams_dropped_records_total";
+    assert_eq!(
+        (
+            counter(&m, d, "stream_not_found"),
+            counter(&m, d, "stream_unresolved")
+        ),
+        (2, 1)
+    );
+}
