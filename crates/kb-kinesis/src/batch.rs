@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use kb_core::event::EventReader;
 use kb_core::{Chunk, Progress};
@@ -19,7 +20,6 @@ use crate::metrics::{DropReason, FallbackReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::route::{MissingStreams, StreamTemplate, Unresolved};
 use crate::time_format::TimeFormat;
-use std::sync::Arc;
 
 /// The partition key of one Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]
