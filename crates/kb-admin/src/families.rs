@@ -110,6 +110,9 @@ fn plugin_help(name: &str) -> &'static str {
         "fluentbit_kinesis_streams_partition_key_fallbacks_total" => {
             "Random partition keys used because partition_key found no value."
         }
+        "fluentbit_kinesis_streams_stream_fallbacks_total" => {
+            "Records sent to stream_fallback, by reason."
+        }
         "fluentbit_kinesis_firehose_requests_total" => "PutRecordBatch requests by result.",
         "fluentbit_kinesis_firehose_request_duration_seconds" => {
             "Latency of PutRecordBatch requests in seconds."

@@ -3,7 +3,9 @@
 //! packed (§2.7/§2.8). Records that can never be sent are marked dropped in the progress with
 //! their reason. All buffers are reused from flush to flush.
 
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use kb_core::event::EventReader;
 use kb_core::{Chunk, Progress};
@@ -14,8 +16,9 @@ use crate::compress::{Compression, Compressor};
 use crate::config::{Aggregation, Flavour, OversizePolicy, Settings};
 use crate::format::{FormatOptions, RecordFormatter, Skip};
 use crate::gofmt::{go_partition_key, GoFormatOptions, GoFormatter};
-use crate::metrics::{DropReason, KinesisMetrics};
+use crate::metrics::{DropReason, FallbackReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
+use crate::route::{MissingStreams, StreamTemplate, Unresolved};
 use crate::time_format::TimeFormat;
 
 /// The partition key of one Kinesis record.
@@ -27,11 +30,13 @@ pub enum Key {
     Fixed(Range<usize>),
 }
 
-/// One Kinesis record: its Data, its key, and the chunk records it carries.
+/// One Kinesis record: its Data, its key, its stream, and the chunk records it carries.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub data: Range<usize>,
     pub key: Key,
+    /// Index in [`Prepared::streams`] of the stream it goes to.
+    pub stream: u32,
     /// Range in [`Prepared::members`] of the chunk record indexes inside this Kinesis record.
     pub members: Range<usize>,
 }
@@ -43,6 +48,9 @@ pub struct Prepared {
     pub keys: String,
     pub entries: Vec<Entry>,
     pub members: Vec<usize>,
+    /// The streams of the entries, as requests name them (a name, or an ARN with
+    /// `stream_arn`): the one configured stream, or those per-record streams resolved to.
+    pub streams: Vec<String>,
 }
 
 impl Prepared {
@@ -51,6 +59,14 @@ impl Prepared {
         self.keys.clear();
         self.entries.clear();
         self.members.clear();
+    }
+
+    /// The stream of entry `e`.
+    pub fn stream(&self, e: &Entry) -> &str {
+        self.streams
+            .get(e.stream as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// The Data bytes of entry `e`.
@@ -68,6 +84,7 @@ impl Prepared {
 struct Staged {
     data: Range<usize>,
     key: Key,
+    stream: u32,
     record: usize,
 }
 
@@ -122,7 +139,20 @@ pub struct Preparer {
     oversize: OversizePolicy,
     /// Whether a truncated record ends with a newline after `[Truncated...]`.
     truncate_newline: bool,
+    /// The configured stream (or template), for messages.
     stream: String,
+    /// Per-record streams (`stream`/`stream_arn` with a template); `None`: the one stream.
+    route: Option<StreamTemplate>,
+    /// `stream_fallback`, as requests name it.
+    fallback: Option<String>,
+    /// Index of each stream in [`Prepared::streams`] during one prepare (per-record streams).
+    stream_index: HashMap<String, u32>,
+    /// Per index in [`Prepared::streams`]: found missing recently (per-record streams).
+    stream_missing: Vec<bool>,
+    /// The output's recently missing streams.
+    missing: Arc<MissingStreams>,
+    name_buf: String,
+    stream_buf: String,
     time_scratch: Vec<u8>,
     staging: Vec<u8>,
     staged: Vec<Staged>,
@@ -130,6 +160,9 @@ pub struct Preparer {
     key_buf: String,
     kpl: KplAggregate,
 }
+
+/// An empty msgpack map: the record a template of the tag alone is resolved against.
+const EMPTY_MAP: &[u8] = &[0x80];
 
 /// `[Truncated...]`: the suffix of a truncated record, as Fluent Bit writes it.
 const TRUNCATED: &[u8] = b"[Truncated...]";
@@ -190,6 +223,13 @@ impl Preparer {
             // The Go plugin cuts the record and ends it with the suffix alone.
             truncate_newline: settings.append_newline && !go,
             stream: settings.stream.clone(),
+            route: settings.stream_route.clone(),
+            fallback: settings.stream_fallback.clone(),
+            stream_index: HashMap::new(),
+            stream_missing: Vec::new(),
+            missing: Arc::default(),
+            name_buf: String::new(),
+            stream_buf: String::new(),
             time_scratch: Vec::new(),
             staging: Vec::new(),
             staged: Vec::new(),
@@ -197,6 +237,11 @@ impl Preparer {
             key_buf: String::new(),
             kpl: KplAggregate::default(),
         }
+    }
+
+    /// Share the output's memory of missing streams (per-record streams) with this preparer.
+    pub fn set_missing_streams(&mut self, missing: Arc<MissingStreams>) {
+        self.missing = missing;
     }
 
     /// Fill `out` with the Kinesis records for the pending events of `chunk`.
@@ -211,6 +256,22 @@ impl Preparer {
         out.clear();
         self.staging.clear();
         self.staged.clear();
+        self.stream_index.clear();
+        self.stream_missing.clear();
+        if self.route.is_none() {
+            // The one stream: entries keep index 0, and nothing is resolved per record.
+            if out.streams.len() != 1 || out.streams[0] != self.stream {
+                out.streams.clear();
+                out.streams.push(self.stream.clone());
+            }
+        } else {
+            out.streams.clear();
+        }
+        // A template of the tag alone names one stream for the whole chunk (one tag).
+        let chunk_stream = match &self.route {
+            Some(r) if r.tag_only() => Some(self.resolve(&chunk.tag, EMPTY_MAP, out)),
+            _ => None,
+        };
         for (i, ev) in EventReader::new(&chunk.data).enumerate() {
             if progress.is_done(i) {
                 continue;
@@ -234,6 +295,29 @@ impl Preparer {
                     );
                     break;
                 }
+            };
+            let resolved = match chunk_stream {
+                Some(r) => r,
+                None => self.resolve(&chunk.tag, ev.record, out),
+            };
+            let stream = match resolved {
+                Ok(s) if self.stream_missing.get(s as usize) == Some(&true) => {
+                    match self.recently_missing(s, out, metrics, limiter) {
+                        Some(s) => s,
+                        None => {
+                            progress.mark_dropped(i);
+                            continue;
+                        }
+                    }
+                }
+                Ok(s) => s,
+                Err(why) => match self.unresolved(why, out, metrics, limiter) {
+                    Some(s) => s,
+                    None => {
+                        progress.mark_dropped(i);
+                        continue;
+                    }
+                },
             };
             let key = self.key_for(ev.record, ev.time, out, metrics, limiter);
             let target = if self.aggregation == Aggregation::None {
@@ -284,12 +368,14 @@ impl Preparer {
                     out.entries.push(Entry {
                         data: data.start..out.arena.len(),
                         key,
+                        stream,
                         members: m..m + 1,
                     });
                 }
                 _ => self.staged.push(Staged {
                     data,
                     key,
+                    stream,
                     record: i,
                 }),
             }
@@ -298,6 +384,119 @@ impl Preparer {
             Aggregation::None => {}
             Aggregation::Simple => self.pack_simple(out, progress, metrics, limiter),
             Aggregation::Kpl => self.pack_kpl(out, progress, metrics, limiter),
+        }
+    }
+
+    /// The index in `out.streams` of the record's stream (0 without per-record streams).
+    fn resolve(&mut self, tag: &str, record: &[u8], out: &mut Prepared) -> Result<u32, Unresolved> {
+        let Some(route) = &self.route else {
+            return Ok(0);
+        };
+        route.resolve(tag, record, &mut self.name_buf, &mut self.stream_buf)?;
+        let i = intern(&mut self.stream_index, &mut out.streams, &self.stream_buf);
+        if i as usize == self.stream_missing.len() {
+            // A stream new to this flush: asked once, not per record. The fallback itself is
+            // never skipped: its failure keeps the records for the engine's retry.
+            let skip = self.fallback.as_deref() != Some(self.stream_buf.as_str())
+                && self.missing.is_missing(&self.stream_buf);
+            self.stream_missing.push(skip);
+        }
+        Ok(i)
+    }
+
+    /// A record for stream `s`, which answered `ResourceNotFoundException` moments ago: the
+    /// fallback's index, or `None` (dropped and counted), as that answer would decide.
+    fn recently_missing(
+        &mut self,
+        s: u32,
+        out: &mut Prepared,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) -> Option<u32> {
+        let name = &out.streams[s as usize];
+        match &self.fallback {
+            Some(f) => {
+                metrics.fell_back(FallbackReason::NotFound, 1);
+                if let Some(n) = limiter.allow("stream_not_found:fallback") {
+                    tracing::warn!(
+                        "stream {name} did not exist moments ago: record sent to stream_fallback {f}{}",
+                        suppressed_note(n)
+                    );
+                }
+                let f = f.clone();
+                Some(self.intern_fallback(&f, out))
+            }
+            None => {
+                metrics.dropped(DropReason::StreamNotFound, 1);
+                if let Some(n) = limiter.allow("stream_not_found:drop") {
+                    tracing::warn!(
+                        "stream {name} did not exist moments ago and stream_fallback is not set: record dropped{}",
+                        suppressed_note(n)
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// The index of the fallback stream (never treated as missing).
+    fn intern_fallback(&mut self, f: &str, out: &mut Prepared) -> u32 {
+        let i = intern(&mut self.stream_index, &mut out.streams, f);
+        if i as usize == self.stream_missing.len() {
+            self.stream_missing.push(false);
+        }
+        i
+    }
+
+    /// A record without a stream: the fallback's index, or `None` (dropped and counted).
+    fn unresolved(
+        &mut self,
+        why: Unresolved,
+        out: &mut Prepared,
+        metrics: &KinesisMetrics,
+        limiter: &LogLimiter,
+    ) -> Option<u32> {
+        let reason = match why {
+            Unresolved::Missing => {
+                "a field or tag part is missing or not a string or number".to_string()
+            }
+            Unresolved::Empty => "it is empty".to_string(),
+            Unresolved::Invalid => format!(
+                "'{}' is not a stream name (1-128 characters of A-Z, a-z, 0-9, '_', '.', '-')",
+                self.name_buf
+            ),
+        };
+        match &self.fallback {
+            Some(f) => {
+                metrics.fell_back(
+                    match why {
+                        Unresolved::Missing => FallbackReason::Missing,
+                        Unresolved::Empty => FallbackReason::Empty,
+                        Unresolved::Invalid => FallbackReason::Invalid,
+                    },
+                    1,
+                );
+                if let Some(n) = limiter.allow(&format!("stream_fallback:{}", why.label())) {
+                    tracing::warn!(
+                        "stream {} gave no stream for a record ({reason}): sent to stream_fallback {f}{}",
+                        self.stream,
+                        suppressed_note(n)
+                    );
+                }
+                let f = f.clone();
+                Some(self.intern_fallback(&f, out))
+            }
+            None => {
+                metrics.dropped(DropReason::StreamUnresolved, 1);
+                if let Some(n) = limiter.allow(&format!("stream_unresolved:{}", why.label())) {
+                    tracing::warn!(
+                        "stream {} gave no stream for a record ({reason}) and stream_fallback is not set: record dropped{}",
+                        self.stream,
+                        suppressed_note(n)
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -420,15 +619,20 @@ impl Preparer {
         false
     }
 
-    /// Staged records grouped by key (first appearance order), each group in record order:
-    /// an aggregate only ever holds records of one key (§2.7, §2.8).
+    /// Staged records grouped by stream and key (first appearance order), each group in
+    /// record order: an aggregate only ever holds records of one key and one stream (§2.7,
+    /// §2.8).
     fn grouped_order(&self, keys: &str) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.staged.len()).collect();
-        let key_text = |i: usize| match &self.staged[i].key {
-            Key::Random => None,
-            Key::Fixed(r) => Some(&keys[r.clone()]),
+        let key_text = |i: usize| {
+            let st = &self.staged[i];
+            let key = match &st.key {
+                Key::Random => None,
+                Key::Fixed(r) => Some(&keys[r.clone()]),
+            };
+            (st.stream, key)
         };
-        let mut first_seen: std::collections::HashMap<Option<&str>, usize> = Default::default();
+        let mut first_seen: HashMap<(u32, Option<&str>), usize> = Default::default();
         for i in 0..self.staged.len() {
             first_seen.entry(key_text(i)).or_insert(i);
         }
@@ -450,6 +654,7 @@ impl Preparer {
         while pos < order.len() {
             let first = &self.staged[order[pos]];
             let key = first.key.clone();
+            let stream = first.stream;
             let limit = self.max_record_size.saturating_sub(self.key_len(&key));
             if first.data.len() > limit {
                 let (record, size) = (first.record, first.data.len());
@@ -461,7 +666,9 @@ impl Preparer {
             let m = out.members.len();
             while pos < order.len() {
                 let st = &self.staged[order[pos]];
-                if !same_key(&st.key, &key, &out.keys) || self.scratch.len() + st.data.len() > limit
+                if st.stream != stream
+                    || !same_key(&st.key, &key, &out.keys)
+                    || self.scratch.len() + st.data.len() > limit
                 {
                     break;
                 }
@@ -486,6 +693,7 @@ impl Preparer {
                 out.entries.push(Entry {
                     data: start..out.arena.len(),
                     key,
+                    stream,
                     members: m..out.members.len(),
                 });
             }
@@ -506,6 +714,7 @@ impl Preparer {
         let mut pos = 0;
         while pos < order.len() {
             let key = self.staged[order[pos]].key.clone();
+            let stream = self.staged[order[pos]].stream;
             let limit = self.aggregate_max_size.saturating_sub(self.key_len(&key));
             // The key inside the table: the records' key, or a random one chosen now that is
             // also the outer key, so the aggregate's table and outer key agree.
@@ -535,6 +744,7 @@ impl Preparer {
                     out.entries.push(Entry {
                         data: start..out.arena.len(),
                         key,
+                        stream,
                         members: m..m + 1,
                     });
                 }
@@ -546,7 +756,8 @@ impl Preparer {
             let group_start = pos;
             while pos < order.len() {
                 let st = &self.staged[order[pos]];
-                if !same_key(&st.key, &key, &out.keys)
+                if st.stream != stream
+                    || !same_key(&st.key, &key, &out.keys)
                     || self.kpl.size_with(st.data.len()) > limit
                     || self.aggregate_skip_size.is_some_and(|s| st.data.len() >= s)
                 {
@@ -571,6 +782,7 @@ impl Preparer {
                 out.entries.push(Entry {
                     data: start..out.arena.len(),
                     key,
+                    stream,
                     members: m..out.members.len(),
                 });
             } else {
@@ -586,6 +798,7 @@ impl Preparer {
                 out.entries.push(Entry {
                     data: start..out.arena.len(),
                     key,
+                    stream,
                     members: m..out.members.len(),
                 });
             }
@@ -611,6 +824,17 @@ impl Preparer {
             );
         }
     }
+}
+
+/// The index of `stream` in `streams`, added when new.
+fn intern(index: &mut HashMap<String, u32>, streams: &mut Vec<String>, stream: &str) -> u32 {
+    if let Some(&i) = index.get(stream) {
+        return i;
+    }
+    let i = streams.len() as u32;
+    streams.push(stream.to_string());
+    index.insert(stream.to_string(), i);
+    i
 }
 
 /// Length of the random keys of a plugin: the Go plugin draws 8 characters.

@@ -10,6 +10,7 @@ use kb_config::{ConfigError, KeySpec, KeyType, Props};
 
 use crate::accessor::RecordAccessor;
 use crate::compress::Compression;
+use crate::route::{arn_endpoints, partition_of, StreamArn, StreamTemplate};
 use crate::time_format::TimeFormat;
 
 const fn key(
@@ -73,8 +74,10 @@ macro_rules! key_table {
 
 /// Every key `kinesis_streams` accepts besides the engine's generic ones.
 pub const KEYS: &[KeySpec] = key_table![
-    key("region", Str, None, "The AWS region of your Kinesis stream"),
-    key("stream", Str, None, "Kinesis stream name"),
+    key("region", Str, None, "The AWS region of your Kinesis stream. (kinesis-bit) Taken from stream_arn when unset."),
+    key("stream", Str, None, "Kinesis stream name. (kinesis-bit) Or a template naming each record's stream: $field, $a['b'][0], $TAG, $TAG[n] and literal text, e.g. logs-$kubernetes['namespace_name']; a plain name costs nothing per record."),
+    key("stream_arn", Str, None, "(kinesis-bit) The stream's ARN (arn:<partition>:kinesis:<region>:<account>:stream/<name>) instead of 'stream', e.g. for another account's stream; the name may be a template as in 'stream'. Region and partition come from it unless 'region' is set; requests go to the account's endpoint (<account>.data-kinesis.<region>...) unless 'endpoint' is set."),
+    key("stream_fallback", Str, None, "(kinesis-bit) With a template in 'stream'/'stream_arn': the stream (a name) for records whose stream cannot be resolved or does not exist; without it they are dropped and counted."),
     key("time_key", Str, None, "Add the timestamp to the record under this key. By default the timestamp from Fluent Bit will not be added to records sent to Kinesis."),
     key("time_key_format", Str, Some("%Y-%m-%dT%H:%M:%S"), "strftime compliant format string for the timestamp; for example, the default is '%Y-%m-%dT%H:%M:%S'. Supports millisecond precision with '%3N' and supports nanosecond precision with '%9N' and '%L'; for example, adding '%3N' to support millisecond '%Y-%m-%dT%H:%M:%S.%3N'. This option is used with time_key."),
     key("log_key", Str, None, "By default, the whole log record will be sent to Kinesis. If you specify a key name with this option, then only the value of that key will be sent to Kinesis. For example, if you are using the Fluentd Docker log driver, you can specify `log_key log` and only the log message will be sent to Kinesis."),
@@ -248,8 +251,18 @@ pub struct Settings {
     /// Which plugin this is.
     pub flavour: Flavour,
     pub region: String,
-    /// The stream, or the delivery stream for Firehose.
+    /// The stream, or the delivery stream for Firehose: a name, an ARN (`stream_arn`), or the
+    /// template as configured (`stream_route`), for messages.
     pub stream: String,
+    /// Whether requests name the stream by `StreamARN` (`stream_arn`) rather than `StreamName`.
+    pub stream_by_arn: bool,
+    /// `kinesis_streams`: each record's stream, when `stream`/`stream_arn` is a template.
+    pub stream_route: Option<StreamTemplate>,
+    /// `stream_fallback`, as sent (a name, or an ARN with `stream_arn`).
+    pub stream_fallback: Option<String>,
+    /// The control-plane endpoint (healthcheck) when it is not `endpoint`: a stream ARN's
+    /// account endpoint.
+    pub control_endpoint: Option<Endpoint>,
     pub time_key: Option<String>,
     pub time_key_format: String,
     pub log_key: Option<String>,
@@ -365,9 +378,34 @@ pub fn parse_flavour(
     let flag = |k: &str, d: bool| p.bool(k).ok().flatten().unwrap_or(d);
     let opt = |k: &str| p.str(k).map(str::to_string);
 
-    let region = p.str("region").unwrap_or("").to_string();
-    if p.str("region").is_none() {
-        check(Err(p.error("region", "'region' is a required field")));
+    // `stream_arn` (kinesis_streams only): parsed first, as it may give the region.
+    let routed = flavour == Flavour::KinesisStreams;
+    let arn_text = if routed {
+        p.str("stream_arn").map(str::trim)
+    } else {
+        None
+    };
+    let arn = arn_text.and_then(|a| match StreamArn::parse(a) {
+        Ok(arn) => Some(arn),
+        Err(e) => {
+            check(Err(p.error(
+                "stream_arn",
+                format!("invalid stream_arn '{a}': {e}"),
+            )));
+            None
+        }
+    });
+    let region_key = p.str("region");
+    let region = match (region_key, &arn) {
+        (Some(r), _) => r.to_string(),
+        (None, Some(a)) => a.region.to_string(),
+        (None, None) => String::new(),
+    };
+    if region_key.is_none() {
+        // With an unreadable stream_arn, that error is the one to fix.
+        if arn_text.is_none() {
+            check(Err(p.error("region", "'region' is a required field")));
+        }
     } else if region.is_empty() || region.contains(char::is_whitespace) {
         check(Err(p.error(
             "region",
@@ -375,15 +413,118 @@ pub fn parse_flavour(
         )));
     }
     let dest_key = flavour.destination_key();
-    let stream = p.str(dest_key).unwrap_or("").to_string();
     let name_max = if flavour.is_firehose() { 64 } else { 128 };
-    if p.str(dest_key).is_none() {
-        check(Err(
-            p.error(dest_key, format!("'{dest_key}' is a required field"))
-        ));
-    } else if !valid_stream_name(&stream, name_max) {
-        check(Err(p.error(dest_key, format!("invalid {} name '{stream}': use 1-{name_max} characters of A-Z, a-z, 0-9, '_', '.' and '-'", dest_key.replace('_', " ")))));
-    }
+    let name_rule = |what: &str, name: &str| {
+        format!("invalid {what} '{name}': use 1-{name_max} characters of A-Z, a-z, 0-9, '_', '.' and '-'")
+    };
+    let mut stream_route = None;
+    let stream = match (p.str(dest_key), arn_text) {
+        (Some(_), Some(_)) => {
+            check(Err(p.error(
+                "stream_arn",
+                "'stream' and 'stream_arn' can not be used together: set one of them",
+            )));
+            String::new()
+        }
+        (None, None) => {
+            let or_arn = if routed { " (or 'stream_arn')" } else { "" };
+            check(Err(p.error(
+                dest_key,
+                format!("'{dest_key}' is a required field{or_arn}"),
+            )));
+            String::new()
+        }
+        (Some(name), None) if routed => {
+            match StreamTemplate::parse("", name) {
+                Ok(Some(t)) => stream_route = Some(t),
+                Ok(None) if valid_stream_name(name, name_max) => {}
+                Ok(None) => check(Err(p.error(
+                    "stream",
+                    format!(
+                        "{} (or a template with $field, $a['b'], $TAG, $TAG[n])",
+                        name_rule("stream name", name)
+                    ),
+                ))),
+                Err(e) => check(Err(
+                    p.error("stream", format!("invalid stream template '{name}': {e}"))
+                )),
+            }
+            name.to_string()
+        }
+        (Some(name), None) => {
+            if !valid_stream_name(name, name_max) {
+                check(Err(p.error(
+                    dest_key,
+                    name_rule(&format!("{} name", dest_key.replace('_', " ")), name),
+                )));
+            }
+            name.to_string()
+        }
+        (None, Some(text)) => {
+            if let Some(a) = &arn {
+                match StreamTemplate::parse(&a.prefix(), a.name) {
+                    Ok(Some(t)) => stream_route = Some(t),
+                    Ok(None) if valid_stream_name(a.name, name_max) => {}
+                    Ok(None) => check(Err(
+                        p.error("stream_arn", name_rule("stream name in stream_arn", a.name))
+                    )),
+                    Err(e) => check(Err(p.error(
+                        "stream_arn",
+                        format!("invalid stream template in stream_arn '{text}': {e}"),
+                    ))),
+                }
+                // The SDKs refuse an ARN of another partition than the client's region.
+                if let Some(r) = region_key.filter(|_| p.str("endpoint").is_none()) {
+                    if partition_of(r) != a.partition {
+                        check(Err(p.error(
+                            "region",
+                            format!(
+                                "region '{r}' is in partition '{}' but stream_arn is in '{}'",
+                                partition_of(r),
+                                a.partition
+                            ),
+                        )));
+                    }
+                }
+            }
+            text.to_string()
+        }
+    };
+    let stream_by_arn = arn_text.is_some();
+    let stream_fallback = match p.str("stream_fallback").map(str::trim) {
+        None => None,
+        Some(f) if stream_route.is_none() => {
+            warnings.push(format!(
+                "'stream_fallback {f}' has no effect: the stream is not a template"
+            ));
+            None
+        }
+        Some(f) => {
+            let prefix = arn.as_ref().map(StreamArn::prefix);
+            let same_account_arn = || {
+                StreamArn::parse(f).is_ok_and(|fa| {
+                    prefix.as_deref() == Some(fa.prefix().as_str())
+                        && valid_stream_name(fa.name, name_max)
+                })
+            };
+            if valid_stream_name(f, name_max) {
+                Some(format!("{}{f}", prefix.as_deref().unwrap_or("")))
+            } else if prefix.is_some() && same_account_arn() {
+                Some(f.to_string())
+            } else {
+                let also = if prefix.is_some() {
+                    " (or an ARN of the same account and region as stream_arn)"
+                } else {
+                    ""
+                };
+                check(Err(p.error(
+                    "stream_fallback",
+                    format!("{}{also}", name_rule("stream_fallback", f)),
+                )));
+                None
+            }
+        }
+    };
 
     let time_key = opt("time_key");
     let log_key = opt("log_key");
@@ -493,6 +634,7 @@ pub fn parse_flavour(
         }
         _ => None,
     };
+    let mut control_endpoint = None;
     let endpoint = match p.str("endpoint") {
         Some(e) => Endpoint::parse(e, port_key).unwrap_or_else(|err| {
             check(Err(
@@ -500,7 +642,17 @@ pub fn parse_flavour(
             ));
             Endpoint::default_for(service, &region, port_key)
         }),
-        None => Endpoint::default_for(service, &region, port_key),
+        // A stream ARN's account endpoints, as the SDKs derive them (route.rs).
+        None => match arn
+            .as_ref()
+            .and_then(|a| arn_endpoints(a.account, &region, port_key))
+        {
+            Some((data, control)) => {
+                control_endpoint = Some(control);
+                data
+            }
+            None => Endpoint::default_for(service, &region, port_key),
+        },
     };
     let sts_endpoint = p
         .str("sts_endpoint")
@@ -693,6 +845,9 @@ pub fn parse_flavour(
             endpoint.url()
         ));
     }
+    if stream_route.is_some() && stream_fallback.is_none() && flag("healthcheck", false) {
+        warnings.push("'healthcheck' has no stream to check: the stream is a template and 'stream_fallback' is not set".into());
+    }
     if endpoint.is_tls() && !tls.verify {
         warnings.push("tls.verify is off: the server certificate is not checked".into());
     }
@@ -706,6 +861,10 @@ pub fn parse_flavour(
         flavour,
         region,
         stream,
+        stream_by_arn,
+        stream_route,
+        stream_fallback,
+        control_endpoint,
         time_key,
         time_key_format,
         log_key,

@@ -22,6 +22,8 @@ pub const MAX_RECORDS: usize = Streams::MAX_RECORDS;
 pub const MAX_BODY: usize = Streams::MAX_BODY;
 
 const HEADER_END: &[u8] = b",\"Records\":[";
+/// `{"StreamARN":` opening a PutRecords body that names its stream by ARN (`stream_arn`).
+const ARN_BODY_START: &[u8] = b"{\"StreamARN\":";
 const FOOTER: &[u8] = b"]}";
 const ENTRY_START: &[u8] = b"{\"Data\":\"";
 const ENTRY_MID: &[u8] = b"\",\"PartitionKey\":";
@@ -100,8 +102,18 @@ impl<S: Service> RecordsBody<S> {
 
     /// Empty the body and address it to another stream, keeping the buffer's capacity.
     pub fn set_stream(&mut self, stream: &str) {
+        self.set_header(S::BODY_START, stream);
+    }
+
+    /// Empty the body and address it to the stream with ARN `arn` (`"StreamARN"`, PutRecords
+    /// only), keeping the buffer's capacity.
+    pub fn set_stream_arn(&mut self, arn: &str) {
+        self.set_header(ARN_BODY_START, arn);
+    }
+
+    fn set_header(&mut self, start: &[u8], stream: &str) {
         self.buf.clear();
-        self.buf.extend_from_slice(S::BODY_START);
+        self.buf.extend_from_slice(start);
         write_json_string(
             stream.as_bytes(),
             &mut self.buf,

@@ -18,6 +18,7 @@ pub mod output;
 pub mod ratelimit;
 pub mod response;
 mod response_scan;
+pub mod route;
 pub mod send;
 pub mod service;
 pub mod time_format;

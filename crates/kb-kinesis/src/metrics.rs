@@ -24,6 +24,8 @@ pub struct MetricNames {
     pub partition_key_fallbacks: &'static str,
     pub credential_refreshes: &'static str,
     pub truncated: &'static str,
+    /// Records sent to `stream_fallback`, by reason (kinesis_streams only).
+    pub stream_fallbacks: &'static str,
 }
 
 macro_rules! metric_names {
@@ -41,6 +43,7 @@ macro_rules! metric_names {
             partition_key_fallbacks: concat!($prefix, "_partition_key_fallbacks_total"),
             credential_refreshes: concat!($prefix, "_credential_refreshes_total"),
             truncated: concat!($prefix, "_truncated_records_total"),
+            stream_fallbacks: concat!($prefix, "_stream_fallbacks_total"),
         }
     };
 }
@@ -105,17 +108,31 @@ pub enum DropReason {
     Rejected,
     TimeFormat,
     Malformed,
+    /// A per-record stream template gave no valid stream name, and no `stream_fallback`.
+    StreamUnresolved,
+    /// The record's stream does not exist (`ResourceNotFoundException`), and no fallback.
+    StreamNotFound,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 6] = [
+    const ALL: [DropReason; 8] = [
         DropReason::Oversize,
         DropReason::Empty,
         DropReason::LogKeyMissing,
         DropReason::Rejected,
         DropReason::TimeFormat,
         DropReason::Malformed,
+        DropReason::StreamUnresolved,
+        DropReason::StreamNotFound,
     ];
+
+    /// Whether only outputs with per-record streams (kinesis_streams) can drop for it.
+    fn routing_only(self) -> bool {
+        matches!(
+            self,
+            DropReason::StreamUnresolved | DropReason::StreamNotFound
+        )
+    }
 
     /// The `reason` label value.
     pub fn label(self) -> &'static str {
@@ -126,6 +143,8 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::TimeFormat => "time_format",
             DropReason::Malformed => "malformed",
+            DropReason::StreamUnresolved => "stream_unresolved",
+            DropReason::StreamNotFound => "stream_not_found",
         }
     }
 }
@@ -153,6 +172,40 @@ pub struct KinesisMetrics {
     pub refreshes_auth_error: Arc<AtomicU64>,
     /// `…_truncated_records_total`.
     pub truncated: Arc<AtomicU64>,
+    /// `…_stream_fallbacks_total{reason}`, in [`FallbackReason`] order.
+    stream_fallbacks: Vec<Arc<AtomicU64>>,
+}
+
+/// Why a record went to `stream_fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// The template's field or tag part is missing or not a scalar.
+    Missing,
+    /// The template rendered as nothing.
+    Empty,
+    /// The rendered name is not a valid stream name.
+    Invalid,
+    /// The stream does not exist (`ResourceNotFoundException`).
+    NotFound,
+}
+
+impl FallbackReason {
+    const ALL: [FallbackReason; 4] = [
+        FallbackReason::Missing,
+        FallbackReason::Empty,
+        FallbackReason::Invalid,
+        FallbackReason::NotFound,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            FallbackReason::Missing => "missing",
+            FallbackReason::Empty => "empty",
+            FallbackReason::Invalid => "invalid",
+            FallbackReason::NotFound => "not_found",
+        }
+    }
 }
 
 impl KinesisMetrics {
@@ -175,6 +228,9 @@ impl KinesisMetrics {
             .collect();
         buckets.push(c(names.duration_bucket, &[("le", "+Inf")]));
         let keys = names != KINESIS_FIREHOSE && names != FIREHOSE_GO;
+        // Per-record streams are kinesis_streams' alone; the others do not export their counters.
+        let routing = names == KINESIS_STREAMS;
+        let unexported = || Arc::new(AtomicU64::new(0));
         KinesisMetrics {
             requests: RequestResult::ALL
                 .iter()
@@ -182,7 +238,23 @@ impl KinesisMetrics {
                 .collect(),
             dropped: DropReason::ALL
                 .iter()
-                .map(|r| c(names.dropped, &[("reason", r.label())]))
+                .map(|r| {
+                    if r.routing_only() && !routing {
+                        unexported()
+                    } else {
+                        c(names.dropped, &[("reason", r.label())])
+                    }
+                })
+                .collect(),
+            stream_fallbacks: FallbackReason::ALL
+                .iter()
+                .map(|r| {
+                    if routing {
+                        c(names.stream_fallbacks, &[("reason", r.label())])
+                    } else {
+                        unexported()
+                    }
+                })
                 .collect(),
             duration_buckets: buckets,
             duration_sum_micros: c(names.duration_sum_micros, &[]),
@@ -194,7 +266,7 @@ impl KinesisMetrics {
             partition_key_fallbacks: if keys {
                 c(names.partition_key_fallbacks, &[])
             } else {
-                Arc::new(AtomicU64::new(0))
+                unexported()
             },
             refreshes_auth_error: c(names.credential_refreshes, &[("trigger", "auth_error")]),
             truncated: c(names.truncated, &[]),
@@ -236,6 +308,15 @@ impl KinesisMetrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         add(&self.dropped[i], n);
+    }
+
+    /// Count `n` records sent to `stream_fallback` for `reason`.
+    pub fn fell_back(&self, reason: FallbackReason, n: u64) {
+        let i = FallbackReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        add(&self.stream_fallbacks[i], n);
     }
 
     /// Count `n` entries that failed with per-record `code` (error path only: looks it up).

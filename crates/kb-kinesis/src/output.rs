@@ -28,9 +28,12 @@ use crate::accessor::random_key_of;
 use crate::batch::{random_key_len, Key, Prepared, Preparer};
 use crate::config::{self, Flavour, Settings};
 use crate::encode::RecordsBody;
-use crate::metrics::{self as names, DropReason, KinesisMetrics, MetricNames, RequestResult};
+use crate::metrics::{
+    self as names, DropReason, FallbackReason, KinesisMetrics, MetricNames, RequestResult,
+};
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::response::{parse_response, EntryOutcome};
+use crate::route::MissingStreams;
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
 
@@ -111,6 +114,7 @@ fn build<S: Service>(
         metrics: KinesisMetrics::with_names(svc.metrics.clone(), metric_names, &settings.instance),
         settings: Arc::new(settings),
         limiter: Arc::new(LogLimiter::default()),
+        missing_streams: Arc::default(),
         credentials: OnceCell::new(),
         skew: Arc::new(ClockSkew::default()),
         service: std::marker::PhantomData,
@@ -122,6 +126,8 @@ pub struct KinesisOutput<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
+    /// Per-record streams answered `ResourceNotFoundException` lately (all workers).
+    missing_streams: Arc<MissingStreams>,
     credentials: OnceCell<CredentialCache>,
     skew: Arc<ClockSkew>,
     service: std::marker::PhantomData<S>,
@@ -195,24 +201,55 @@ impl<S: Service> KinesisOutput<S> {
         }))
     }
 
-    fn client(&self) -> Result<HttpClient, PluginError> {
+    /// A sender of API calls to `endpoint` with the output's credentials and settings.
+    async fn sender(&self, endpoint: &Endpoint) -> Result<Sender, PluginError> {
         let s = &self.settings;
-        let proxy = self.proxy_for(&s.endpoint)?;
-        HttpClient::new(&s.endpoint, &s.tls, &s.net, proxy)
-            .map_err(|e| PluginError::new(e.to_string()))
+        let proxy = self.proxy_for(endpoint)?;
+        let client = HttpClient::new(endpoint, &s.tls, &s.net, proxy)
+            .map_err(|e| PluginError::new(e.to_string()))?;
+        Ok(Sender {
+            target_prefix: S::TARGET_PREFIX,
+            signing_name: S::SIGNING_NAME,
+            client,
+            endpoint: endpoint.clone(),
+            region: s.region.clone(),
+            credentials: self.credentials().await,
+            skew: self.skew.clone(),
+            auto_retry: s.auto_retry_requests,
+        })
     }
 
     /// §9: DescribeStreamSummary must find the stream ACTIVE or UPDATING (Firehose:
-    /// DescribeDeliveryStream, ACTIVE).
-    async fn healthcheck(&self, sender: &Sender) -> Result<(), PluginError> {
+    /// DescribeDeliveryStream, ACTIVE). A per-record stream checks its `stream_fallback`;
+    /// a stream ARN is described by ARN on its account's control-plane endpoint.
+    async fn healthcheck(&self, data_sender: &Sender) -> Result<(), PluginError> {
         let s = &self.settings;
-        let (target, body) = S::describe_request(&s.stream);
+        let stream = match (&s.stream_route, &s.stream_fallback) {
+            (None, _) => &s.stream,
+            (Some(_), Some(fallback)) => fallback,
+            // Nothing to check; the configuration warned about it.
+            (Some(_), None) => return Ok(()),
+        };
+        let (target, body) = match s.stream_by_arn {
+            true => {
+                S::describe_request_by_arn(stream).unwrap_or_else(|| S::describe_request(stream))
+            }
+            false => S::describe_request(stream),
+        };
+        let control;
+        let sender = match &s.control_endpoint {
+            Some(ep) => {
+                control = self.sender(ep).await?;
+                &control
+            }
+            None => data_sender,
+        };
         let (answer, _) = sender.call(target, Bytes::from(body)).await;
         let fail = |why: String| {
             PluginError::new(format!(
                 "healthcheck of {} '{}' failed: {why}",
                 S::DESTINATION,
-                s.stream
+                stream
             ))
         };
         match answer {
@@ -221,9 +258,9 @@ impl<S: Service> KinesisOutput<S> {
                     .map_err(|e| fail(format!("unreadable {target} answer: {e}")))?;
                 let (status, warning) = S::check_describe(&v, s.max_record_size).map_err(fail)?;
                 if let Some(w) = warning {
-                    tracing::warn!("{} {}: {w}", S::DESTINATION, s.stream);
+                    tracing::warn!("{} {}: {w}", S::DESTINATION, stream);
                 }
-                tracing::info!("healthcheck: {} {} is {status}", S::DESTINATION, s.stream);
+                tracing::info!("healthcheck: {} {} is {status}", S::DESTINATION, stream);
                 Ok(())
             }
             Answer::Error(e, _) => Err(fail(format!(
@@ -240,23 +277,22 @@ impl<S: Service> KinesisOutput<S> {
 impl<S: Service> Output for KinesisOutput<S> {
     async fn new_worker(&self, index: usize) -> Result<Box<dyn OutputWorker>, PluginError> {
         let s = &self.settings;
-        let sender = Sender {
-            target_prefix: S::TARGET_PREFIX,
-            signing_name: S::SIGNING_NAME,
-            client: self.client()?,
-            endpoint: s.endpoint.clone(),
-            region: s.region.clone(),
-            credentials: self.credentials().await,
-            skew: self.skew.clone(),
-            auto_retry: s.auto_retry_requests,
-        };
+        let sender = self.sender(&s.endpoint).await?;
         if index == 0 && s.healthcheck {
             self.healthcheck(&sender).await?;
         }
+        let mut body = RecordsBody::new(&s.stream);
+        if s.stream_by_arn {
+            body.set_stream_arn(&s.stream);
+        }
+        let mut preparer = Preparer::new(s);
+        preparer.set_missing_streams(self.missing_streams.clone());
         Ok(Box::new(KinesisWorker::<S> {
-            preparer: Preparer::new(s),
+            preparer,
+            missing_streams: self.missing_streams.clone(),
             random_key_len: random_key_len(s.flavour),
-            body: RecordsBody::new(&s.stream),
+            body,
+            body_stream: s.stream.clone(),
             prepared: Prepared::default(),
             queue: VecDeque::new(),
             in_request: Vec::new(),
@@ -275,11 +311,14 @@ pub struct KinesisWorker<S: Service> {
     settings: Arc<Settings>,
     metrics: KinesisMetrics,
     limiter: Arc<LogLimiter>,
+    missing_streams: Arc<MissingStreams>,
     sender: Sender,
     preparer: Preparer,
     prepared: Prepared,
     random_key_len: usize,
     body: RecordsBody<S>,
+    /// The stream `body` is addressed to (a name, or an ARN with `stream_arn`).
+    body_stream: String,
     /// Entry indexes (into `prepared.entries`) still to send, in order.
     queue: VecDeque<usize>,
     in_request: Vec<usize>,
@@ -309,24 +348,45 @@ enum Step {
 impl<S: Service> KinesisWorker<S> {
     /// Fill the body from the front of the queue (at most `limit` entries). Random keys are
     /// drawn here, so every attempt spreads over the shards anew.
+    /// A request takes only entries of the stream of the first: no request mixes streams.
     fn build_request(&mut self, limit: Option<usize>) {
         let Self {
             body,
+            body_stream,
             prepared,
             queue,
             in_request,
             key_buf,
             rng,
             random_key_len,
+            settings,
             ..
         } = self;
-        body.reset();
         in_request.clear();
+        let Some(&first) = queue.front() else {
+            body.reset();
+            return;
+        };
+        let stream = prepared.entries[first].stream;
+        let name = prepared.stream(&prepared.entries[first]);
+        if body_stream != name {
+            if settings.stream_by_arn {
+                body.set_stream_arn(name);
+            } else {
+                body.set_stream(name);
+            }
+            body_stream.clear();
+            body_stream.push_str(name);
+        }
+        body.reset();
         while let Some(&e) = queue.front() {
             if limit.is_some_and(|l| in_request.len() >= l) {
                 break;
             }
             let entry = &prepared.entries[e];
+            if entry.stream != stream {
+                break;
+            }
             let key: &str = match &entry.key {
                 // No key at all for a service without them.
                 _ if !S::HAS_PARTITION_KEY => "",
@@ -477,6 +537,9 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
         );
         self.queue.clear();
         self.queue.extend(0..self.prepared.entries.len());
+        if self.prepared.streams.len() > 1 {
+            self.group_queue_by_stream();
+        }
         let stream = self.settings.stream.clone();
         let mut rounds = 0;
         let mut resent_auth = false;
@@ -504,6 +567,13 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
                     // the next request: a crash re-sends at most the requests in flight.
                     progress.checkpoint();
                     r
+                }
+                Answer::Error(err, _)
+                    if err.code == "ResourceNotFoundException"
+                        && self.settings.stream_route.is_some()
+                        && self.reroute_missing_stream(progress, &mut group, &err.message) =>
+                {
+                    (Step::Continue, RequestResult::ClientError)
                 }
                 Answer::Error(err, class) => {
                     let sent = self.in_request.clone();
@@ -659,6 +729,98 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
 }
 
 impl<S: Service> KinesisWorker<S> {
+    /// Order the queue by stream, keeping each stream's entries in order, so that requests
+    /// (one stream each) are as full as the limits allow.
+    fn group_queue_by_stream(&mut self) {
+        let entries = &self.prepared.entries;
+        self.queue
+            .make_contiguous()
+            .sort_by_key(|&e| entries[e].stream);
+    }
+
+    /// The request's stream does not exist (a per-record stream): its entries, and every
+    /// queued entry of that stream, go to `stream_fallback`, or are dropped and counted
+    /// without one. `false` when the missing stream is the fallback itself: then the usual
+    /// error handling keeps them for a later retry.
+    fn reroute_missing_stream(
+        &mut self,
+        progress: &mut Progress,
+        group: &mut Option<SplitGroup>,
+        message: &str,
+    ) -> bool {
+        let Some(&first) = self.in_request.first() else {
+            return false;
+        };
+        let missing = self.prepared.entries[first].stream;
+        let missing_name = self.prepared.streams[missing as usize].clone();
+        let fallback = self.settings.stream_fallback.clone();
+        if fallback.as_deref() == Some(missing_name.as_str()) {
+            return false;
+        }
+        // Later flushes of any worker skip the request that would fail again.
+        self.missing_streams.note(&missing_name);
+        let sent = std::mem::take(&mut self.in_request);
+        self.requeue(&sent);
+        self.in_request = sent;
+        self.finish_group(group, progress);
+        let fallback_index =
+            fallback.as_ref().map(
+                |f| match self.prepared.streams.iter().position(|s| s == f) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.prepared.streams.push(f.clone());
+                        (self.prepared.streams.len() - 1) as u32
+                    }
+                },
+            );
+        let mut records = 0u64;
+        let queued: Vec<usize> = self.queue.drain(..).collect();
+        for e in queued {
+            let entry = &mut self.prepared.entries[e];
+            if entry.stream != missing {
+                self.queue.push_back(e);
+                continue;
+            }
+            records += entry.members.len() as u64;
+            match fallback_index {
+                Some(fb) => {
+                    entry.stream = fb;
+                    self.queue.push_back(e);
+                }
+                None => {
+                    for &r in self.prepared.members(&self.prepared.entries[e]) {
+                        progress.mark_dropped(r);
+                    }
+                }
+            }
+        }
+        self.group_queue_by_stream();
+        let why = format!("stream {missing_name} does not exist ({message})");
+        match &fallback {
+            Some(f) => {
+                self.metrics.fell_back(FallbackReason::NotFound, records);
+                if let Some(n) = self.limiter.allow("stream_not_found:fallback") {
+                    tracing::warn!(
+                        "{why}: {} sent to stream_fallback {f}{}",
+                        kb_core::count(records, "record"),
+                        suppressed_note(n)
+                    );
+                }
+            }
+            None => {
+                self.metrics.dropped(DropReason::StreamNotFound, records);
+                if let Some(n) = self.limiter.allow("stream_not_found:drop") {
+                    tracing::warn!(
+                        "{why} and stream_fallback is not set: {} dropped{}",
+                        kb_core::count(records, "record"),
+                        suppressed_note(n)
+                    );
+                }
+            }
+        }
+        true
+    }
+
     /// End a split group: rejected singles are dropped if anything of the group got through,
     /// otherwise kept for the engine retry.
     fn finish_group(&mut self, group: &mut Option<SplitGroup>, progress: &mut Progress) {

@@ -54,6 +54,12 @@ pub trait Service: Send + Sync + 'static {
     /// The healthcheck call: target (without the prefix) and body.
     fn describe_request(destination: &str) -> (&'static str, String);
 
+    /// The healthcheck call for a destination named by its ARN; `None` for a service whose
+    /// outputs cannot name one so.
+    fn describe_request_by_arn(_arn: &str) -> Option<(&'static str, String)> {
+        None
+    }
+
     /// Reads the healthcheck answer: `Ok(status)` when the destination takes records,
     /// `Err(why)` otherwise; `max_record_size` is what the output is configured with, and a
     /// returned warning is logged.
@@ -93,6 +99,13 @@ impl Service for Streams {
             "DescribeStreamSummary",
             serde_json::json!({ "StreamName": stream }).to_string(),
         )
+    }
+
+    fn describe_request_by_arn(arn: &str) -> Option<(&'static str, String)> {
+        Some((
+            "DescribeStreamSummary",
+            serde_json::json!({ "StreamARN": arn }).to_string(),
+        ))
     }
 
     fn check_describe(

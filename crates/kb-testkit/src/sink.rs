@@ -13,7 +13,9 @@
 //! `MissingAuthenticationTokenException`; an incomplete one or no `X-Amz-Date` → 403
 //! `IncompleteSignatureException`. With [`SinkConfig::verify_sigv4`] the signature is
 //! recomputed and compared: 403 `InvalidSignatureException` on a mismatch, 403
-//! `UnrecognizedClientException` for another access key id.
+//! `UnrecognizedClientException` for another access key id. A body naming its stream by
+//! `StreamARN` must name one of the region it is signed for (400 `ValidationException`
+//! otherwise), and its records are stored under the whole ARN ([`SinkRecord::stream`]).
 //!
 //! Faults ([`FaultPlan`]) are decided per PutRecords request from its index (counted from the
 //! moment the plan was installed, starting at 0) and the seed, so one client connection sees the
@@ -431,6 +433,7 @@ struct Counters {
 /// An accepted record (with `store: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkRecord {
+    /// `StreamName` or `DeliveryStreamName`; the whole `StreamARN` for a stream named by ARN.
     pub stream: String,
     pub partition_key: String,
     pub data: Vec<u8>,
@@ -819,6 +822,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropCon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let op = target.rsplit('.').next().unwrap_or("");
+    if let Err(resp) = check_arn_region(&parts, &body) {
+        c.bad_requests.fetch_add(1, Relaxed);
+        return Ok(resp);
+    }
     match op {
         "PutRecords" => put_records(shared, &body, Api::Streams).await,
         "PutRecordBatch" => put_records(shared, &body, Api::Firehose).await,
@@ -887,6 +894,43 @@ fn describe_delivery_stream(body: &[u8]) -> Resp {
         "HasMoreDestinations": false,
     }});
     json_response(200, body.to_string().into_bytes())
+}
+
+/// A `StreamARN` must name a stream of the region the request is signed for (its credential
+/// scope), as the service only holds the streams of its own region: 400 `ValidationException`
+/// otherwise. Bodies without `StreamARN` are not parsed here.
+#[allow(clippy::result_large_err)]
+fn check_arn_region(parts: &http::request::Parts, body: &[u8]) -> Result<(), Resp> {
+    if !body.windows(11).any(|w| w == b"\"StreamARN\"") {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct ArnOnly<'a> {
+        #[serde(borrow, rename = "StreamARN", default)]
+        stream_arn: Option<Cow<'a, str>>,
+    }
+    let Ok(ArnOnly {
+        stream_arn: Some(arn),
+    }) = serde_json::from_slice::<ArnOnly<'_>>(body)
+    else {
+        return Ok(());
+    };
+    let signed_region = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_authorization)
+        .and_then(|f| f.credential.split('/').nth(2).map(str::to_string))
+        .unwrap_or_default();
+    let arn_region = arn.split(':').nth(3).unwrap_or("");
+    if arn_region != signed_region {
+        return Err(error_response(
+            400,
+            "ValidationException",
+            &format!("StreamARN {arn} is not in the request's region '{signed_region}'"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the presence of the authentication headers and, when configured, the signature.
@@ -1266,8 +1310,13 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
     let mut stored = Vec::new();
     let mut ids = Vec::new();
     let mut without_id = 0u64;
+    // A stream named by ARN is stored under its ARN, so tests can tell how it was named.
     let stream_name = if shared.store {
-        stream()
+        req.stream_arn
+            .as_deref()
+            .filter(|_| req.stream_name.is_none())
+            .map(str::to_string)
+            .unwrap_or_else(stream)
     } else {
         String::new()
     };
