@@ -241,18 +241,27 @@ impl Nest {
     }
 
     fn lift(&self, r: &mut Record<'_>) {
-        if !(0..r.len()).any(|i| self.to_lift(r, i)) {
-            return;
-        }
         LIFT.with(|b| {
             let (lifted, key) = &mut *b.borrow_mut();
             lifted.clear();
+            // One pass finds the maps to lift (usually one): keys are compared once each.
+            let (mut first, mut maps) = (0, 0);
             for i in 0..r.len() {
                 if self.to_lift(r, i) {
+                    if maps == 0 {
+                        first = i;
+                    }
+                    maps += 1;
                     r.map_entries(r.entry(i).1, lifted);
                 }
             }
-            r.retain(|r, i| !self.to_lift(r, i));
+            match maps {
+                0 => return,
+                1 => {
+                    r.remove(first);
+                }
+                _ => r.retain(|r, i| !self.to_lift(r, i)),
+            }
             for &(k, v) in lifted.iter() {
                 let k = match self.prefix {
                     Prefix::None => k,
