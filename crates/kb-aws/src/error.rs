@@ -2,7 +2,7 @@
 //! their classification into the handling classes of the output.
 //!
 //! The code comes from the `x-amzn-ErrorType` header (up to the first `:`), else from `__type`
-//! (or `code`) of a JSON body (after the last `#`), else from `<Code>` of an XML body — moto
+//! (or `code`) of a JSON or CBOR body (after the last `#`), else from `<Code>` of an XML body — moto
 //! answers signature failures with XML even for JSON protocols.
 
 use http::HeaderMap;
@@ -56,8 +56,13 @@ pub fn parse_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
     }
 }
 
-/// Code and message of a JSON or XML error body.
+/// Code and message of a JSON, CBOR or XML error body.
 fn parse_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    // A CBOR map head (major type 5): the answer to an `application/x-amz-cbor-1.1` request.
+    // No JSON or XML body starts with one of these bytes.
+    if body.first().is_some_and(|b| (0xa0..=0xbf).contains(b)) {
+        return crate::cbor::error_fields(body).unwrap_or((None, None));
+    }
     let trimmed = trim_ascii(body);
     if trimmed.first() == Some(&b'{') {
         if let Ok(serde_json::Value::Object(map)) =

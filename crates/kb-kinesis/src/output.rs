@@ -30,7 +30,7 @@ use crate::config::{self, Flavour, Settings};
 use crate::encode::RecordsBody;
 use crate::metrics::{self as names, DropReason, KinesisMetrics, MetricNames, RequestResult};
 use crate::ratelimit::{suppressed_note, LogLimiter};
-use crate::response::{parse_response, EntryOutcome};
+use crate::response::{parse_response_as, EntryOutcome};
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
 
@@ -256,7 +256,7 @@ impl<S: Service> Output for KinesisOutput<S> {
         Ok(Box::new(KinesisWorker::<S> {
             preparer: Preparer::new(s),
             random_key_len: random_key_len(s.flavour),
-            body: RecordsBody::new(&s.stream),
+            body: RecordsBody::with_protocol(&s.stream, s.protocol),
             prepared: Prepared::default(),
             queue: VecDeque::new(),
             in_request: Vec::new(),
@@ -383,7 +383,7 @@ impl<S: Service> KinesisWorker<S> {
     ) -> (Step, RequestResult) {
         let sent = std::mem::take(&mut self.in_request);
         let stream = self.settings.stream.clone();
-        let resp = match parse_response::<S>(body, sent.len()) {
+        let resp = match parse_response_as::<S>(body, sent.len(), self.body.protocol()) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(n) = self.limiter.allow("unparseable") {
@@ -495,7 +495,10 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
                 kb_core::count(n as u64, "record"),
                 body.len()
             );
-            let (answer, took) = self.sender.call(S::API, body.clone()).await;
+            let (answer, took) = self
+                .sender
+                .call_as(S::API, body.clone(), self.body.protocol())
+                .await;
             self.body.recycle(body);
             let (step, result) = match answer {
                 Answer::Ok(body) => {
