@@ -235,6 +235,28 @@ mod tests {
         assert_eq!(bare_code("Foo"), "Foo");
     }
 
+    /// What kinesalite and ferrokinesis answer to a CBOR request: the code and message in a
+    /// CBOR map (no header), classified like the JSON answer.
+    #[test]
+    fn cbor_error_bodies() {
+        let mut body = vec![0xbf];
+        crate::cbor::write_text(&mut body, "__type");
+        crate::cbor::write_text(&mut body, "ProvisionedThroughputExceededException");
+        crate::cbor::write_text(&mut body, "message");
+        crate::cbor::write_text(&mut body, "Rate exceeded");
+        body.push(crate::cbor::BREAK);
+        let e = parse_error(400, &HeaderMap::new(), &body);
+        assert_eq!(e.code, "ProvisionedThroughputExceededException");
+        assert_eq!(e.message, "Rate exceeded");
+        assert_eq!(classify(&e), ErrorClass::Throttling);
+        // Malformed CBOR: no code, classified by status.
+        let e = parse_error(500, &HeaderMap::new(), &body[..5]);
+        assert_eq!(
+            (e.code.as_str(), classify(&e)),
+            ("", ErrorClass::ServerError)
+        );
+    }
+
     #[test]
     fn xml_unescapes() {
         assert_eq!(
