@@ -627,7 +627,7 @@ pub fn parse_flavour(
             Some(list) => match kb_aws::http::parse_cipher_list(list) {
                 Ok(c) => c,
                 Err(e) => {
-                    file_errors.push(p.error("tls.ciphers", e));
+                    file_errors.push(p.error("tls.ciphers", format!("invalid 'tls.ciphers': {e}")));
                     Vec::new()
                 }
             },
