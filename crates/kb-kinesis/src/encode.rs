@@ -250,8 +250,8 @@ impl<S: Service> RecordsBody<S> {
         }
     }
 
-    /// Bytes of one `{"Data":"…","PartitionKey":"…"}` (or `{"Data":"…"}`) entry, without a
-    /// comma.
+    /// Bytes of one JSON `{"Data":"…","PartitionKey":"…"}` (or `{"Data":"…"}`) entry, without
+    /// a comma ([`RecordsBody::cbor_entry_len`] for CBOR).
     pub fn entry_len(data_len: usize, key: &str) -> usize {
         Self::entry_len_with(data_len, Self::key_json_len(key))
     }
