@@ -156,6 +156,8 @@ def run_once(args, work, crt, key, input_name, n, size, workers, protocol="json"
               "-p", f"tls.ca_file={crt}", "-p", f"workers={workers}"]
     if protocol != "json":
         common += ["-p", f"protocol={protocol}"]
+    for prop in args.output_prop:
+        common += ["-p", prop]
     if input_name in ("tail", "tail+filters"):
         log = os.path.join(work, f"k8s-{n}x{size}.log")
         make_log(log, n, size)
@@ -271,6 +273,9 @@ def main():
                    help="also workers 1/2/4, sizes 100 B/1 KiB/10 KiB, and 1M vs 4M records")
     p.add_argument("--input-prop", action="append", default=[], metavar="KEY=VALUE",
                    help="extra property of the input (repeatable), e.g. mem_buf_limit=8M")
+    p.add_argument("--output-prop", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra property of the output (repeatable), e.g. "
+                        "tls.ciphers=TLS_AES_256_GCM_SHA384")
     p.add_argument("--protocol", default="json",
                    help="comma-separated wire protocols to run: json, cbor or json,cbor "
                         "(cbor: kinesis_streams only)")
