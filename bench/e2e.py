@@ -3,6 +3,12 @@
 
 --output picks the output plugin (kinesis_streams, kinesis_firehose, kinesis or firehose);
 kb-sink answers PutRecords and PutRecordBatch alike, so the figures compare the plugins.
+--protocol json,cbor runs every configuration with `protocol json` and `protocol cbor`
+(kinesis_streams only) in the same session, one row each.
+
+The floor column is what the bytes the agent sent cost at the least: SHA-256 (the SigV4
+payload hash) plus AES-128-GCM (TLS) of every request body byte the sink received, at the
+rates `openssl speed` measures on this machine at the start, per GiB of log lines.
 
 Run through bench/e2e.sh, which builds the release binaries first. For every configuration
 it starts the project's own Kinesis-compatible sink (kb-sink: TLS with a self-signed
@@ -120,12 +126,38 @@ def filter_chain(work):
             "-p", "add_prefix=k8s_"]
 
 
-def run_once(args, work, crt, key, input_name, n, size, workers):
+def openssl_rate(alg):
+    """Bytes per CPU second of `openssl speed -evp alg` on 16 KiB blocks."""
+    out = subprocess.run(["openssl", "speed", "-mr", "-seconds", "1", "-bytes", "16384",
+                          "-evp", alg], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        # +F:<n>:<name>:<bytes per second for each block size> (the last is 16 KiB)
+        if line.startswith("+F:"):
+            return float(line.split(":")[-1])
+    sys.exit(f"cannot read openssl speed for {alg}: {out!r}")
+
+
+RATES = {}
+
+
+def floor_cpu_s(body_bytes):
+    """CPU seconds SHA-256 + AES-128-GCM take over `body_bytes` at the measured rates."""
+    if not RATES:
+        RATES["sha256"] = openssl_rate("sha256")
+        RATES["aes-128-gcm"] = openssl_rate("aes-128-gcm")
+    return body_bytes * (1 / RATES["sha256"] + 1 / RATES["aes-128-gcm"])
+
+
+def run_once(args, work, crt, key, input_name, n, size, workers, protocol="json"):
     sink = SinkProc(crt, key)
     dest = DESTINATION_KEY[args.output]
     common = ["-o", args.output, "-m", "*", "-p", "region=us-east-1",
               "-p", f"{dest}=bench", "-p", f"endpoint={sink.endpoint}",
               "-p", f"tls.ca_file={crt}", "-p", f"workers={workers}"]
+    if protocol != "json":
+        common += ["-p", f"protocol={protocol}"]
+    for prop in args.output_prop:
+        common += ["-p", prop]
     if input_name in ("tail", "tail+filters"):
         log = os.path.join(work, f"k8s-{n}x{size}.log")
         make_log(log, n, size)
@@ -174,8 +206,12 @@ def run_once(args, work, crt, key, input_name, n, size, workers):
     finally:
         sink.stop(agent)
     raw = n * size
+    if protocol == "cbor" and st.get("cbor_requests") != st["put_requests"]:
+        sys.exit(f"protocol cbor, but not every request was CBOR: {st}")
+    floor = floor_cpu_s(st.get("request_bytes", 0))
     return {
-        "input": input_name, "records": n, "size": size, "workers": workers,
+        "input": input_name, "protocol": protocol, "floor_s_per_gib": floor / (raw / GIB),
+        "records": n, "size": size, "workers": workers,
         "seconds": elapsed, "records_s": n / elapsed, "mib_s": raw / MIB / elapsed,
         "steady_mib_s": 0.8 * raw / MIB / max(t90 - t10, 1e-3),
         "cpu_s": cpu, "cpu_s_per_gib": cpu / (raw / GIB), "cpu_us_per_record": cpu / n * 1e6,
@@ -185,25 +221,28 @@ def run_once(args, work, crt, key, input_name, n, size, workers):
     }
 
 
-def median_run(args, work, crt, key, input_name, n, size, workers):
-    runs = [run_once(args, work, crt, key, input_name, n, size, workers)
+def median_run(args, work, crt, key, input_name, n, size, workers, protocol="json"):
+    runs = [run_once(args, work, crt, key, input_name, n, size, workers, protocol)
             for _ in range(args.reps)]
     med = dict(runs[0])
     for k in ("seconds", "records_s", "mib_s", "steady_mib_s", "cpu_s", "cpu_s_per_gib",
+              "floor_s_per_gib",
               "cpu_us_per_record", "rss_mib", "requests", "sent", "sink_records_per_cpu_s"):
         med[k] = statistics.median(r[k] for r in runs)
     med["duplicates"] = max(r["duplicates"] for r in runs)
     return med
 
 
-HEADER = ("input", "records", "size B", "workers", "rec/s", "MiB/s", "steady MiB/s", "CPU-s/GiB",
-          "µs/rec", "peak RSS MiB", "requests", "sent", "sink rec/CPU-s")
+HEADER = ("input", "protocol", "records", "size B", "workers", "rec/s", "MiB/s", "steady MiB/s",
+          "CPU-s/GiB", "floor CPU-s/GiB", "µs/rec", "peak RSS MiB", "requests", "sent",
+          "sink rec/CPU-s")
 
 
 def row(r):
-    return (r["input"], f"{r['records']}", f"{r['size']}", f"{r['workers']}",
+    return (r["input"], r.get("protocol", "json"), f"{r['records']}", f"{r['size']}",
+            f"{r['workers']}",
             f"{r['records_s']:,.0f}", f"{r['mib_s']:.1f}", f"{r['steady_mib_s']:.1f}",
-            f"{r['cpu_s_per_gib']:.2f}",
+            f"{r['cpu_s_per_gib']:.2f}", f"{r['floor_s_per_gib']:.2f}",
             f"{r['cpu_us_per_record']:.2f}", f"{r['rss_mib']:.1f}", f"{r['requests']:.0f}",
             f"{r['sent']:.0f}", f"{r['sink_records_per_cpu_s']:,.0f}")
 
@@ -234,9 +273,20 @@ def main():
                    help="also workers 1/2/4, sizes 100 B/1 KiB/10 KiB, and 1M vs 4M records")
     p.add_argument("--input-prop", action="append", default=[], metavar="KEY=VALUE",
                    help="extra property of the input (repeatable), e.g. mem_buf_limit=8M")
+    p.add_argument("--output-prop", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra property of the output (repeatable), e.g. "
+                        "tls.ciphers=TLS_AES_256_GCM_SHA384")
+    p.add_argument("--protocol", default="json",
+                   help="comma-separated wire protocols to run: json, cbor or json,cbor "
+                        "(cbor: kinesis_streams only)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--work", help="directory for generated logs (kept); default: a temp dir")
     args = p.parse_args()
+    protocols = args.protocol.split(",")
+    if any(x not in ("json", "cbor") for x in protocols):
+        sys.exit(f"--protocol: json, cbor or json,cbor, not {args.protocol!r}")
+    if "cbor" in protocols and args.output != "kinesis_streams":
+        sys.exit("--protocol cbor needs --output kinesis_streams")
     for b in (AGENT, SINK):
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} is missing: run bench/e2e.sh (it builds the release binaries)")
@@ -247,9 +297,13 @@ def main():
         print(f"kinesis-bit e2e: output {args.output}, {args.records} × {args.size} B lines, "
               f"TLS + SigV4 to kb-sink, "
               f"median of {args.reps}; machine: {os.cpu_count()} CPUs")
-        main_rows = [median_run(args, work, crt, key, i, args.records, args.size, args.workers)
-                     for i in args.inputs.split(",")]
+        main_rows = [median_run(args, work, crt, key, i, args.records, args.size, args.workers,
+                                proto)
+                     for i in args.inputs.split(",") for proto in protocols]
         print_table("main runs", main_rows)
+        print(f"floor rates (openssl speed, 16 KiB blocks): SHA-256 "
+              f"{RATES['sha256'] / MIB:,.0f} MiB/s, AES-128-GCM "
+              f"{RATES['aes-128-gcm'] / MIB:,.0f} MiB/s")
         if args.filters:
             plain = median_run(args, work, crt, key, "tail", args.records, args.size,
                                args.workers)

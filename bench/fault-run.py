@@ -6,6 +6,8 @@ entries (ProvisionedThroughputExceededException / InternalFailure), answers 2 % 
 400 throttled and 1 % 500, and resets 1 % of the connections before answering; it counts every
 accepted `seq`. The agent reads the records from a file with tail and retries without limit.
 Prints produced, delivered, lost and duplicated; exits 1 unless lost = 0 and duplicated = 0.
+--protocol cbor sends `protocol cbor` (kb-sink answers CBOR requests in CBOR, faults included)
+and checks that every request was CBOR.
 """
 
 import argparse
@@ -23,6 +25,7 @@ def main():
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--protocol", default="json", choices=["json", "cbor"])
     args = p.parse_args()
     n = args.records
     with tempfile.TemporaryDirectory(prefix="kb-faults-") as work:
@@ -52,6 +55,7 @@ def main():
     stream         faults
     endpoint       {endpoint}
     retry_limit    no_limits
+    protocol       {args.protocol}
 """)
         parsers = json_parsers(work)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDFAULTRUN", AWS_SECRET_ACCESS_KEY="secret")
@@ -65,7 +69,10 @@ def main():
             final = stop(agent, sink)
         took = time.monotonic() - t0
     delivered = final["unique_ids"]
-    print(f"fault run: {n} records, sink seed {args.seed}, {took:.1f} s")
+    print(f"fault run: {n} records, protocol {args.protocol}, sink seed {args.seed}, "
+          f"{took:.1f} s")
+    cbor = final.get("cbor_requests", 0)
+    print(f"  CBOR requests: {cbor} of {final['put_requests']}")
     print(f"  requests: {final['put_requests']} ({final['throttled']} throttled, "
           f"{final['error500']} answered 500, {final['dropped']} connections reset)")
     print(f"  entries:  {final['entries_received']} received, {final['entries_failed']} failed "
@@ -74,6 +81,8 @@ def main():
           f"duplicated {final['duplicate_entries']}")
     if delivered != n or final["duplicate_entries"] != 0:
         sys.exit(1)
+    if cbor != (final["put_requests"] if args.protocol == "cbor" else 0):
+        sys.exit(f"protocol {args.protocol}, but {cbor} of {final['put_requests']} requests were CBOR")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 //! their classification into the handling classes of the output.
 //!
 //! The code comes from the `x-amzn-ErrorType` header (up to the first `:`), else from `__type`
-//! (or `code`) of a JSON body (after the last `#`), else from `<Code>` of an XML body — moto
+//! (or `code`) of a JSON or CBOR body (after the last `#`), else from `<Code>` of an XML body — moto
 //! answers signature failures with XML even for JSON protocols.
 
 use http::HeaderMap;
@@ -56,8 +56,13 @@ pub fn parse_error(status: u16, headers: &HeaderMap, body: &[u8]) -> AwsError {
     }
 }
 
-/// Code and message of a JSON or XML error body.
+/// Code and message of a JSON, CBOR or XML error body.
 fn parse_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    // A CBOR map head (major type 5): the answer to an `application/x-amz-cbor-1.1` request.
+    // No JSON or XML body starts with one of these bytes.
+    if body.first().is_some_and(|b| (0xa0..=0xbf).contains(b)) {
+        return crate::cbor::error_fields(body).unwrap_or((None, None));
+    }
     let trimmed = trim_ascii(body);
     if trimmed.first() == Some(&b'{') {
         if let Ok(serde_json::Value::Object(map)) =
@@ -228,6 +233,28 @@ mod tests {
         assert_eq!(bare_code("a#b#Foo"), "Foo");
         assert_eq!(bare_code("Foo:http://internal.amazon.com/x"), "Foo");
         assert_eq!(bare_code("Foo"), "Foo");
+    }
+
+    /// What kinesalite and ferrokinesis answer to a CBOR request: the code and message in a
+    /// CBOR map (no header), classified like the JSON answer.
+    #[test]
+    fn cbor_error_bodies() {
+        let mut body = vec![0xbf];
+        crate::cbor::write_text(&mut body, "__type");
+        crate::cbor::write_text(&mut body, "ProvisionedThroughputExceededException");
+        crate::cbor::write_text(&mut body, "message");
+        crate::cbor::write_text(&mut body, "Rate exceeded");
+        body.push(crate::cbor::BREAK);
+        let e = parse_error(400, &HeaderMap::new(), &body);
+        assert_eq!(e.code, "ProvisionedThroughputExceededException");
+        assert_eq!(e.message, "Rate exceeded");
+        assert_eq!(classify(&e), ErrorClass::Throttling);
+        // Malformed CBOR: no code, classified by status.
+        let e = parse_error(500, &HeaderMap::new(), &body[..5]);
+        assert_eq!(
+            (e.code.as_str(), classify(&e)),
+            ("", ErrorClass::ServerError)
+        );
     }
 
     #[test]

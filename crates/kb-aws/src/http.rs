@@ -28,6 +28,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+pub use rustls::CipherSuite;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -117,6 +118,129 @@ pub struct TlsOptions {
     pub vhost: Option<String>,
     pub min_version: Option<TlsVersion>,
     pub max_version: Option<TlsVersion>,
+    /// `tls.ciphers` ([`parse_cipher_list`]): suites in order of preference. A TLS version
+    /// none of whose suites is listed keeps its suites of [`PREFERRED_SUITES`] (as OpenSSL
+    /// keeps its TLS 1.3 suites whatever the cipher list says); empty = [`PREFERRED_SUITES`].
+    pub ciphers: Vec<CipherSuite>,
+}
+
+/// The client's cipher suites in order of preference when `tls.ciphers` is not set:
+/// AES-128-GCM first (TLS 1.3's mandatory suite, first in the AWS SDKs' s2n default policy and
+/// the cheapest on hardware with AES-NI), then AES-256-GCM, then ChaCha20-Poly1305 (rustls'
+/// own order puts AES-256 first). The server picks, but rustls, s2n and most servers follow
+/// the client's order.
+pub const PREFERRED_SUITES: &[CipherSuite] = &[
+    CipherSuite::TLS13_AES_128_GCM_SHA256,
+    CipherSuite::TLS13_AES_256_GCM_SHA384,
+    CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// OpenSSL's name and the IANA name of every suite the client implements.
+const SUITE_NAMES: &[(CipherSuite, &str, &str)] = &[
+    (
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_128_GCM_SHA256",
+    ),
+    (
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+    ),
+    (
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// The OpenSSL name of a suite (`ECDHE-RSA-AES128-GCM-SHA256`, `TLS_AES_128_GCM_SHA256`).
+pub fn suite_name(suite: CipherSuite) -> Option<&'static str> {
+    SUITE_NAMES
+        .iter()
+        .find(|(s, _, _)| *s == suite)
+        .map(|(_, name, _)| *name)
+}
+
+/// Parse a `tls.ciphers` value: suite names separated by `:` (or `,` or spaces), OpenSSL's
+/// (`ECDHE-RSA-AES128-GCM-SHA256`, `TLS_AES_128_GCM_SHA256`) or IANA's
+/// (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`), in any case; a repeated suite counts once. A
+/// name the client does not implement (a CBC or RSA key exchange suite, an OpenSSL keyword
+/// such as `HIGH` or `!aNULL`) is an error naming it and the supported names.
+pub fn parse_cipher_list(list: &str) -> Result<Vec<CipherSuite>, String> {
+    let mut out = Vec::new();
+    for name in list
+        .split([':', ',', ' ', '\t'])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let Some((suite, _, _)) = SUITE_NAMES.iter().find(|(_, openssl, iana)| {
+            openssl.eq_ignore_ascii_case(name) || iana.eq_ignore_ascii_case(name)
+        }) else {
+            let known: Vec<&str> = SUITE_NAMES.iter().map(|(_, n, _)| *n).collect();
+            return Err(format!(
+                "unknown or unsupported cipher suite '{name}'; supported: {}",
+                known.join(", ")
+            ));
+        };
+        if !out.contains(suite) {
+            out.push(*suite);
+        }
+    }
+    if out.is_empty() {
+        return Err("no cipher suite named".into());
+    }
+    Ok(out)
+}
+
+/// The suites the client offers, in order, for `tls.ciphers` (see [`TlsOptions::ciphers`]).
+pub fn suite_order(ciphers: &[CipherSuite]) -> Vec<CipherSuite> {
+    let is13 = |s: &CipherSuite| SUITE_NAMES[..3].iter().any(|(x, _, _)| x == s);
+    let mut out: Vec<CipherSuite> = ciphers.to_vec();
+    let lists13 = ciphers.iter().any(is13);
+    let lists12 = ciphers.iter().any(|s| !is13(s));
+    out.extend(
+        PREFERRED_SUITES
+            .iter()
+            .filter(|s| if is13(s) { !lists13 } else { !lists12 }),
+    );
+    out
 }
 
 impl Default for TlsOptions {
@@ -132,6 +256,7 @@ impl Default for TlsOptions {
             vhost: None,
             min_version: None,
             max_version: None,
+            ciphers: Vec::new(),
         }
     }
 }
@@ -149,6 +274,7 @@ impl fmt::Debug for TlsOptions {
             .field("vhost", &self.vhost)
             .field("min_version", &self.min_version)
             .field("max_version", &self.max_version)
+            .field("ciphers", &self.ciphers)
             .finish()
     }
 }
@@ -516,8 +642,15 @@ fn tls_message(e: &io::Error, what: &str) -> String {
 // ------------------------------------------------------------------------------------------------
 // TLS configuration
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+/// aws-lc-rs with the suites of `ciphers` in the client's order (see [`suite_order`]).
+fn provider(ciphers: &[CipherSuite]) -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    let all = std::mem::take(&mut p.cipher_suites);
+    p.cipher_suites = suite_order(ciphers)
+        .into_iter()
+        .filter_map(|id| all.iter().find(|s| s.suite() == id).copied())
+        .collect();
+    Arc::new(p)
 }
 
 /// `tls.verify off`: accepts any certificate (the handshake signature is still checked, it
@@ -936,7 +1069,7 @@ struct TlsSetup {
 /// Build the rustls configuration for `opts`; `prefix` (`tls` or `tls.proxy`) names the keys in
 /// errors; `host` is the name verified unless `opts.vhost` is set.
 fn build_tls(opts: &TlsOptions, prefix: &str, host: &str) -> Result<TlsSetup, HttpError> {
-    let provider = provider();
+    let provider = provider(&opts.ciphers);
     let min = opts.min_version.unwrap_or(TlsVersion::Tls12);
     let max = opts.max_version.unwrap_or(TlsVersion::Tls13);
     if min > max {

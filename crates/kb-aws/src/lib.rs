@@ -1,7 +1,9 @@
 //! AWS plumbing for kinesis-bit: endpoints per partition, a pooled HTTP/1.1 client with rustls
 //! and proxy support, the credential chain (aws-config) with caching and refresh, SigV4 signing
-//! with a precomputed payload hash, and AWS error classification.
+//! with a precomputed payload hash, AWS error classification, and the CBOR of the
+//! `application/x-amz-cbor-1.1` protocol.
 
+pub mod cbor;
 pub mod credentials;
 pub mod endpoint;
 pub mod error;

@@ -46,6 +46,97 @@ async fn trusted_ca_file_works_for_name_and_ip() {
     );
 }
 
+/// The suite a rustls server (which follows the client's order) negotiates: AES-128-GCM by
+/// default in TLS 1.3 and 1.2, else the first suite of `tls.ciphers` for that version; a
+/// version the list does not name keeps its defaults.
+#[tokio::test]
+async fn negotiated_suite_follows_tls_ciphers() {
+    use kb_aws::http::{parse_cipher_list, CipherSuite as C};
+    let server = tls_server(TlsServerOpts::default()).await;
+    let ep = server.endpoint("https://localhost");
+    let cases: &[(Option<&str>, Option<TlsVersion>, C)] = &[
+        (None, None, C::TLS13_AES_128_GCM_SHA256),
+        (
+            None,
+            Some(TlsVersion::Tls12),
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            Some("TLS_AES_256_GCM_SHA384"),
+            None,
+            C::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            Some("tls_chacha20_poly1305_sha256:TLS_AES_128_GCM_SHA256"),
+            None,
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            Some("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256"),
+            Some(TlsVersion::Tls12),
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            Some("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+            Some(TlsVersion::Tls12),
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        // Only TLS 1.2 suites named: TLS 1.3 keeps its defaults, AES-128-GCM first.
+        (
+            Some("ECDHE-RSA-AES256-GCM-SHA384"),
+            None,
+            C::TLS13_AES_128_GCM_SHA256,
+        ),
+    ];
+    for (i, (ciphers, max, want)) in cases.iter().enumerate() {
+        let tls = TlsOptions {
+            ciphers: ciphers
+                .map(|c| parse_cipher_list(c).unwrap())
+                .unwrap_or_default(),
+            max_version: *max,
+            ..trusting("ca.pem")
+        };
+        let resp = send(&ep, &tls).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(server.stats.suites()[i], Some(*want), "{ciphers:?} {max:?}");
+    }
+    // A server without the only suite the client offers for its version fails the handshake.
+    let tls = TlsOptions {
+        ciphers: parse_cipher_list("ECDHE-ECDSA-AES128-GCM-SHA256").unwrap(),
+        max_version: Some(TlsVersion::Tls12),
+        ..trusting("ca.pem")
+    };
+    let err = send(&ep, &tls).await.unwrap_err();
+    assert_eq!(err.kind, TransportErrorKind::Tls, "{err}");
+}
+
+#[test]
+fn cipher_lists() {
+    use kb_aws::http::{parse_cipher_list, CipherSuite as C};
+    assert_eq!(
+        parse_cipher_list(
+            "ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256, ecdhe-rsa-aes128-gcm-sha256"
+        )
+        .unwrap(),
+        vec![
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            C::TLS13_AES_128_GCM_SHA256
+        ]
+    );
+    for bad in [
+        "AES128-SHA",
+        "HIGH:!aNULL",
+        "ECDHE-RSA-AES128-GCM-SHA256:RC4-MD5",
+        ":",
+    ] {
+        let e = parse_cipher_list(bad).unwrap_err();
+        assert!(e.contains("cipher suite"), "{bad}: {e}");
+    }
+    assert!(parse_cipher_list("RC4-MD5")
+        .unwrap_err()
+        .contains("'RC4-MD5'"));
+}
+
 #[tokio::test]
 async fn keep_alive_over_tls() {
     let server = tls_server(TlsServerOpts::default()).await;

@@ -10,6 +10,7 @@ use kb_config::{ConfigError, KeySpec, KeyType, Props};
 
 use crate::accessor::RecordAccessor;
 use crate::compress::Compression;
+use crate::encode::Protocol;
 use crate::route::{arn_endpoints, partition_of, StreamArn, StreamTemplate};
 use crate::time_format::TimeFormat;
 
@@ -44,7 +45,7 @@ macro_rules! key_table {
             key("tls.debug", KeyType::Int, Some("1"), "TLS debug verbosity (diagnostics appear at log_level debug)."),
             key("tls.min_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Lowest TLS version: TLSv1.2 or TLSv1.3."),
             key("tls.max_version", KeyType::Enum(&["tlsv1.2", "tlsv1.3"]), None, "Highest TLS version: TLSv1.2 or TLSv1.3."),
-            key("tls.ciphers", Str, None, "Accepted, no effect (rustls chooses its cipher suites)."),
+            key("tls.ciphers", Str, None, "Cipher suites in order of preference, OpenSSL or IANA names separated by ':' (e.g. ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256); a TLS version none of whose suites is listed keeps its defaults. Default: AES-128-GCM first."),
             key("tls.proxy.ca_file", Str, None, "CA certificates for an https:// proxy."),
             key("tls.proxy.ca_path", Str, None, "CA certificate directory for an https:// proxy."),
             key("tls.proxy.verify", Bool, Some("on"), "Verify an https:// proxy's certificate."),
@@ -96,6 +97,7 @@ pub const KEYS: &[KeySpec] = key_table![
     key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("drop"), "(kinesis-bit) What to do with records over max_record_size: drop or truncate."),
     key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeStreamSummary at startup and fail when the stream is not usable."),
     key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Kinesis and STS traffic."),
+    key("protocol", KeyType::Enum(&["json", "cbor"]), Some("json"), "(kinesis-bit) Wire protocol of PutRecords: json (application/x-amz-json-1.1, Data in base64) or cbor (application/x-amz-cbor-1.1 as the AWS Java SDK and the KPL send, Data as raw bytes)."),
 ];
 
 /// Every key `kinesis_firehose` accepts besides the engine's generic ones: Fluent Bit's, then
@@ -279,6 +281,8 @@ pub struct Settings {
     pub max_record_size: usize,
     pub oversize_policy: OversizePolicy,
     pub healthcheck: bool,
+    /// `protocol`: the put calls' wire protocol (Firehose and the Go plugins: always JSON).
+    pub protocol: Protocol,
     pub proxy: Option<ProxyUrl>,
     pub proxy_env_ignore: bool,
     pub tls: TlsOptions,
@@ -771,6 +775,16 @@ pub fn parse_flavour(
         vhost: opt("tls.vhost"),
         min_version: tls_version(p, "tls.min_version"),
         max_version: tls_version(p, "tls.max_version"),
+        ciphers: match p.str("tls.ciphers") {
+            Some(list) => match kb_aws::http::parse_cipher_list(list) {
+                Ok(c) => c,
+                Err(e) => {
+                    file_errors.push(p.error("tls.ciphers", format!("invalid 'tls.ciphers': {e}")));
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        },
     };
     let proxy_tls = TlsOptions {
         verify: flag("tls.proxy.verify", true),
@@ -819,7 +833,6 @@ pub fn parse_flavour(
         "host",
         "ipv6",
         "tls",
-        "tls.ciphers",
         "tls.windows.certstore_name",
         "tls.windows.use_enterprise_store",
         "net.dns.mode",
@@ -887,6 +900,14 @@ pub fn parse_flavour(
         max_record_size: max_record_size as usize,
         oversize_policy,
         healthcheck: flag("healthcheck", false),
+        protocol: if p
+            .str("protocol")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("cbor"))
+        {
+            Protocol::Cbor
+        } else {
+            Protocol::Json
+        },
         proxy,
         proxy_env_ignore: flag("net.proxy_env_ignore", false),
         tls,

@@ -32,7 +32,7 @@ use crate::metrics::{
     self as names, DropReason, FallbackReason, KinesisMetrics, MetricNames, RequestResult,
 };
 use crate::ratelimit::{suppressed_note, LogLimiter};
-use crate::response::{parse_response, EntryOutcome};
+use crate::response::{parse_response_as, EntryOutcome};
 use crate::route::MissingStreams;
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
@@ -281,7 +281,7 @@ impl<S: Service> Output for KinesisOutput<S> {
         if index == 0 && s.healthcheck {
             self.healthcheck(&sender).await?;
         }
-        let mut body = RecordsBody::new(&s.stream);
+        let mut body = RecordsBody::with_protocol(&s.stream, s.protocol);
         if s.stream_by_arn {
             body.set_stream_arn(&s.stream);
         }
@@ -443,7 +443,7 @@ impl<S: Service> KinesisWorker<S> {
     ) -> (Step, RequestResult) {
         let sent = std::mem::take(&mut self.in_request);
         let stream = self.settings.stream.clone();
-        let resp = match parse_response::<S>(body, sent.len()) {
+        let resp = match parse_response_as::<S>(body, sent.len(), self.body.protocol()) {
             Ok(r) => r,
             Err(e) => {
                 if let Some(n) = self.limiter.allow("unparseable") {
@@ -558,7 +558,10 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
                 kb_core::count(n as u64, "record"),
                 body.len()
             );
-            let (answer, took) = self.sender.call(S::API, body.clone()).await;
+            let (answer, took) = self
+                .sender
+                .call_as(S::API, body.clone(), self.body.protocol())
+                .await;
             self.body.recycle(body);
             let (step, result) = match answer {
                 Answer::Ok(body) => {

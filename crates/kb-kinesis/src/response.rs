@@ -8,12 +8,18 @@
 //! inconsistent makes the whole response unparseable, and the caller re-sends every entry.
 //! Strings are borrowed from the body (serde `Cow`), so entries do not allocate one by one.
 //! The usual answer, every entry accepted, is recognised first by [`crate::response_scan`].
+//!
+//! With `protocol cbor` the answer is the same members in CBOR ([`parse_response_as`]), read by
+//! kb-aws' strict reader with the same rules: a duplicate or mistyped member, malformed CBOR or
+//! bytes after the map make the answer unparseable, exactly as invalid JSON does.
 
 use std::borrow::Cow;
 use std::fmt;
 
+use kb_aws::cbor::{CborError, Item, Reader};
 use serde::Deserialize;
 
+use crate::encode::Protocol;
 use crate::service::{Firehose, Service, Streams};
 
 /// How much of an unparseable body the error shows.
@@ -78,6 +84,20 @@ impl ResponseError {
             api: S::API,
             reason: reason.into(),
             body: excerpt(body, BODY_EXCERPT),
+        }
+    }
+
+    /// A CBOR answer's error: the body shown in hex (as text it would be unreadable).
+    fn cbor<S: Service>(reason: impl Into<String>, body: &[u8]) -> Self {
+        let shown = &body[..body.len().min(BODY_EXCERPT / 2)];
+        let mut hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+        if shown.len() < body.len() {
+            hex.push('…');
+        }
+        ResponseError {
+            api: S::API,
+            reason: reason.into(),
+            body: format!("CBOR {hex}"),
         }
     }
 
@@ -153,6 +173,135 @@ pub fn parse_response<S: Service>(
     parse_with_serde::<S>(body, sent)
 }
 
+/// Parse the answer to a request sent in `protocol`. A CBOR request's answer is read as CBOR
+/// when it starts with a CBOR map head and as JSON otherwise (a JSON object starts with `{`,
+/// which no CBOR map does), so a peer that answers CBOR requests in JSON is read as strictly.
+pub fn parse_response_as<S: Service>(
+    body: &[u8],
+    sent: usize,
+    protocol: Protocol,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    match protocol {
+        Protocol::Cbor if body.first().is_some_and(|b| (0xa0..=0xbf).contains(b)) => {
+            parse_cbor::<S>(body, sent)
+        }
+        _ => parse_response::<S>(body, sent),
+    }
+}
+
+/// The CBOR answer: the members of [`RawResponse`] for service `S`, each at most once and of
+/// the JSON parser's types (an integer or null count, an array or null of entries, text or
+/// null codes and messages); anything else is read whole and ignored.
+fn parse_cbor<S: Service>(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse<'_>, ResponseError> {
+    let mut r = Reader::new(body);
+    let (count, records) =
+        read_cbor::<S>(&mut r).map_err(|e| ResponseError::cbor::<S>(e.to_string(), body))?;
+    check_answer::<S>(count, records, sent, body, |reason, body| {
+        ResponseError::cbor::<S>(reason, body)
+    })
+}
+
+fn bad(r: &Reader<'_>, what: &'static str) -> CborError {
+    CborError {
+        offset: r.offset(),
+        what,
+    }
+}
+
+/// The count and the entries of a CBOR answer (see [`parse_cbor`]).
+#[allow(clippy::type_complexity)]
+fn read_cbor<'a, S: Service>(
+    r: &mut Reader<'a>,
+) -> Result<(Option<i64>, Option<Vec<RawEntry<'a>>>), CborError> {
+    let Item::Map(n) = r.item()? else {
+        return Err(bad(r, "the answer is not a map"));
+    };
+    let (mut count, mut count_seen) = (None, false);
+    let (mut records, mut records_seen) = (None, false);
+    r.each(n, |r| {
+        let key = r.text()?;
+        if key == S::FAILED_COUNT_FIELD {
+            if std::mem::replace(&mut count_seen, true) {
+                return Err(bad(r, "duplicate failed-record count"));
+            }
+            count = match r.item()? {
+                Item::Uint(n) => Some(i64::try_from(n).map_err(|_| bad(r, "count too large"))?),
+                // -1 - n: negative, reported as such below.
+                Item::Nint(n) => Some(-1 - i64::try_from(n).unwrap_or(i64::MAX - 1)),
+                Item::Null => None,
+                _ => return Err(bad(r, "the failed-record count is not an integer")),
+            };
+        } else if key == S::ENTRIES_FIELD {
+            if std::mem::replace(&mut records_seen, true) {
+                return Err(bad(r, "duplicate entries member"));
+            }
+            records = match r.item()? {
+                Item::Null => None,
+                Item::Array(n) => {
+                    let mut entries = Vec::with_capacity(n.unwrap_or(0).min(512) as usize);
+                    r.each(n, |r| {
+                        entries.push(cbor_entry(r)?);
+                        Ok(())
+                    })?;
+                    Some(entries)
+                }
+                _ => return Err(bad(r, "the entries member is not an array")),
+            };
+        } else {
+            r.skip(1)?;
+        }
+        Ok(())
+    })?;
+    r.finish()?;
+    Ok((count, records))
+}
+
+/// One CBOR entry: a map whose `ErrorCode` / `ErrorMessage` are text or null, each at most once.
+fn cbor_entry<'a>(r: &mut Reader<'a>) -> Result<RawEntry<'a>, CborError> {
+    let at = r.offset();
+    let Item::Map(n) = r.item()? else {
+        return Err(CborError {
+            offset: at,
+            what: "an entry is not a map",
+        });
+    };
+    let mut entry = RawEntry {
+        error_code: None,
+        error_message: None,
+    };
+    let (mut code_seen, mut message_seen) = (false, false);
+    r.each(n, |r| {
+        let key = r.text()?;
+        let (slot, seen) = match &*key {
+            "ErrorCode" => (&mut entry.error_code, &mut code_seen),
+            "ErrorMessage" => (&mut entry.error_message, &mut message_seen),
+            _ => return r.skip(2),
+        };
+        let at = r.offset();
+        if std::mem::replace(seen, true) {
+            return Err(CborError {
+                offset: at,
+                what: "duplicate ErrorCode or ErrorMessage",
+            });
+        }
+        *slot = match r.item()? {
+            Item::Text(t) => Some(t),
+            Item::Null => None,
+            _ => {
+                return Err(CborError {
+                    offset: at,
+                    what: "ErrorCode or ErrorMessage is not text",
+                })
+            }
+        };
+        Ok(())
+    })?;
+    Ok(entry)
+}
+
 /// The full parser: every answer, with the reason when it is not a consistent one.
 fn parse_with_serde<S: Service>(
     body: &[u8],
@@ -165,30 +314,36 @@ fn parse_with_serde<S: Service>(
     } else {
         (raw.failed_put_count, raw.request_responses)
     };
+    check_answer::<S>(failed_count, records, sent, body, |reason, body| {
+        ResponseError::new::<S>(reason, body)
+    })
+}
+
+/// The rules both formats share: the count is there and not negative; when it is not 0 there
+/// is one entry per record sent and exactly `count` of them carry an `ErrorCode`.
+fn check_answer<'a, S: Service>(
+    failed_count: Option<i64>,
+    records: Option<Vec<RawEntry<'a>>>,
+    sent: usize,
+    body: &[u8],
+    error: fn(String, &[u8]) -> ResponseError,
+) -> Result<PutRecordsResponse<'a>, ResponseError> {
     let count = match failed_count {
         Some(0) => return Ok(PutRecordsResponse::all_accepted_of(sent)),
         Some(n) if n < 0 => {
-            return Err(ResponseError::new::<S>(
+            return Err(error(
                 format!("negative {} {n}", S::FAILED_COUNT_FIELD),
                 body,
             ))
         }
         Some(n) => n as u64,
-        None => {
-            return Err(ResponseError::new::<S>(
-                format!("{} missing", S::FAILED_COUNT_FIELD),
-                body,
-            ))
-        }
+        None => return Err(error(format!("{} missing", S::FAILED_COUNT_FIELD), body)),
     };
     let Some(entries) = records else {
-        return Err(ResponseError::new::<S>(
-            format!("{} missing", S::ENTRIES_FIELD),
-            body,
-        ));
+        return Err(error(format!("{} missing", S::ENTRIES_FIELD), body));
     };
     if entries.len() != sent {
-        return Err(ResponseError::new::<S>(
+        return Err(error(
             format!(
                 "{} in {} for {} sent",
                 kb_core::count(entries.len() as u64, "entry"),
@@ -200,7 +355,7 @@ fn parse_with_serde<S: Service>(
     }
     let failed = entries.iter().filter(|e| e.error_code.is_some()).count();
     if failed as u64 != count {
-        return Err(ResponseError::new::<S>(
+        return Err(error(
             format!(
                 "{} {count} but {failed} {} with an ErrorCode",
                 S::FAILED_COUNT_FIELD,

@@ -1,4 +1,4 @@
-//! One signed PutRecords / PutRecordBatch (or other JSON 1.1 API) call: headers, SigV4 with the precomputed
+//! One signed PutRecords / PutRecordBatch (or other JSON 1.1 / CBOR 1.1 API) call: headers, SigV4 with the precomputed
 //! payload hash, the transport's `auto_retry_requests` re-send, and the answer classified.
 
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use kb_aws::endpoint::Endpoint;
 use kb_aws::error::{classify, parse_error, AwsError, ErrorClass};
 use kb_aws::http::{HttpClient, TransportError};
 use kb_aws::sign::{sha256_hex, sign_request, ClockSkew};
+
+use crate::encode::Protocol;
 
 /// Spec §5: exactly `kinesis-bit/<version>`, not signed.
 pub const USER_AGENT: &str = concat!("kinesis-bit/", env!("CARGO_PKG_VERSION"));
@@ -58,9 +60,21 @@ pub fn credentials_hint(endpoint: &Endpoint) -> String {
 }
 
 impl Sender {
-    /// Build, sign and send `body` to `<target prefix>.<target>`; with `auto_retry_requests`, a
-    /// transport failure is followed by one immediate re-signed re-send.
+    /// Build, sign and send the JSON `body` to `<target prefix>.<target>`; with
+    /// `auto_retry_requests`, a transport failure is followed by one immediate re-signed
+    /// re-send.
     pub async fn call(&self, target: &str, body: Bytes) -> (Answer, Duration) {
+        self.call_as(target, body, Protocol::Json).await
+    }
+
+    /// [`Sender::call`] with a body in `protocol` (its `Content-Type`); the payload hash is
+    /// over the body's bytes as sent, whatever the protocol.
+    pub async fn call_as(
+        &self,
+        target: &str,
+        body: Bytes,
+        protocol: Protocol,
+    ) -> (Answer, Duration) {
         let started = Instant::now();
         let hash = sha256_hex(&body);
         let mut tries = if self.auto_retry { 2 } else { 1 };
@@ -76,7 +90,7 @@ impl Sender {
                     );
                 }
             };
-            let mut req = match self.request(target, body.clone()) {
+            let mut req = match self.request(target, body.clone(), protocol) {
                 Ok(r) => r,
                 Err(e) => return (Answer::NoCredentials(e), started.elapsed()),
             };
@@ -125,13 +139,18 @@ impl Sender {
         }
     }
 
-    fn request(&self, target: &str, body: Bytes) -> Result<Request<Bytes>, String> {
+    fn request(
+        &self,
+        target: &str,
+        body: Bytes,
+        protocol: Protocol,
+    ) -> Result<Request<Bytes>, String> {
         let len = body.len();
         let mut req = Request::builder()
             .method("POST")
             .uri(format!("{}/", self.endpoint.url()))
             .header(http::header::HOST, self.endpoint.host_header())
-            .header(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .header(http::header::CONTENT_TYPE, protocol.content_type())
             .header("x-amz-target", format!("{}.{target}", self.target_prefix))
             .header(http::header::CONTENT_LENGTH, len)
             .body(body)

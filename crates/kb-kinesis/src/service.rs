@@ -40,6 +40,8 @@ pub trait Service: Send + Sync + 'static {
     const HAS_PARTITION_KEY: bool;
     /// `{"<name field>":` opening the body.
     const BODY_START: &'static [u8];
+    /// The name field itself: `StreamName`, `DeliveryStreamName` (the CBOR body's first key).
+    const NAME_FIELD: &'static str;
     /// Top-level member of the answer with the number of failed records.
     const FAILED_COUNT_FIELD: &'static str;
     /// Top-level member of the answer with the per-record outcomes.
@@ -91,6 +93,7 @@ impl Service for Streams {
     const DEFAULT_RECORD_SIZE: usize = 1_048_576;
     const HAS_PARTITION_KEY: bool = true;
     const BODY_START: &'static [u8] = b"{\"StreamName\":";
+    const NAME_FIELD: &'static str = "StreamName";
     const FAILED_COUNT_FIELD: &'static str = "FailedRecordCount";
     const ENTRIES_FIELD: &'static str = "Records";
 
@@ -142,6 +145,7 @@ impl Service for Firehose {
     const DEFAULT_RECORD_SIZE: usize = 1_024_000;
     const HAS_PARTITION_KEY: bool = false;
     const BODY_START: &'static [u8] = b"{\"DeliveryStreamName\":";
+    const NAME_FIELD: &'static str = "DeliveryStreamName";
     const FAILED_COUNT_FIELD: &'static str = "FailedPutCount";
     const ENTRIES_FIELD: &'static str = "RequestResponses";
 

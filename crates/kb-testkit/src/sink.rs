@@ -17,6 +17,12 @@
 //! `StreamARN` must name one of the region it is signed for (400 `ValidationException`
 //! otherwise), and its records are stored under the whole ARN ([`SinkRecord::stream`]).
 //!
+//! Both wire protocols of Kinesis are spoken: a request with `Content-Type:
+//! application/x-amz-cbor-1.1` (as the AWS Java SDK and the KPL send) is decoded with ciborium
+//! (an implementation independent of the agent's encoder; `Data` must be a byte string) and
+//! answered in CBOR, its errors too (`{"__type", "message"}` in an indefinite-length map, as
+//! Kinesis writes them), with the same fault injection as JSON.
+//!
 //! Faults ([`FaultPlan`]) are decided per PutRecords request from its index (counted from the
 //! moment the plan was installed, starting at 0) and the seed, so one client connection sees the
 //! same faults on every run. Whole-request faults where the request reached the "service"
@@ -373,6 +379,10 @@ pub struct SinkStats {
     pub requests: u64,
     /// PutRecords requests (authenticated).
     pub put_requests: u64,
+    /// Of `put_requests` (and PutRecordBatch): those sent as `application/x-amz-cbor-1.1`.
+    pub cbor_requests: u64,
+    /// Bytes of the bodies of the put requests (what the client hashed and encrypted).
+    pub request_bytes: u64,
     pub describe_requests: u64,
     /// PutRecords answered 200 with a proper per-entry response (including partial failures).
     pub ok: u64,
@@ -409,6 +419,8 @@ pub struct SinkStats {
 struct Counters {
     requests: AtomicU64,
     put_requests: AtomicU64,
+    cbor_requests: AtomicU64,
+    request_bytes: AtomicU64,
     describe_requests: AtomicU64,
     ok: AtomicU64,
     throttled: AtomicU64,
@@ -461,6 +473,8 @@ impl Shared {
         SinkStats {
             requests: l(&c.requests),
             put_requests: l(&c.put_requests),
+            cbor_requests: l(&c.cbor_requests),
+            request_bytes: l(&c.request_bytes),
             describe_requests: l(&c.describe_requests),
             ok: l(&c.ok),
             throttled: l(&c.throttled),
@@ -646,6 +660,8 @@ impl Sink {
         for a in [
             &c.requests,
             &c.put_requests,
+            &c.cbor_requests,
+            &c.request_bytes,
             &c.describe_requests,
             &c.ok,
             &c.throttled,
@@ -782,12 +798,73 @@ fn json_response(status: u16, body: Vec<u8>) -> Resp {
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> Resp {
-    let body = serde_json::json!({"__type": code, "message": message}).to_string();
-    let mut r = json_response(status, body.into_bytes());
+    error_response_as(Wire::Json, status, code, message)
+}
+
+/// The protocol of a request, and so of its answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wire {
+    /// `application/x-amz-json-1.1`.
+    Json,
+    /// `application/x-amz-cbor-1.1`.
+    Cbor,
+}
+
+const CBOR_CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
+
+fn response_as(wire: Wire, status: u16, body: Vec<u8>) -> Resp {
+    let mut r = json_response(status, body);
+    if wire == Wire::Cbor {
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static(CBOR_CONTENT_TYPE));
+    }
+    r
+}
+
+fn error_response_as(wire: Wire, status: u16, code: &str, message: &str) -> Resp {
+    let body = match wire {
+        Wire::Json => serde_json::json!({"__type": code, "message": message})
+            .to_string()
+            .into_bytes(),
+        Wire::Cbor => {
+            let mut b = vec![0xbf];
+            cbor_text(&mut b, "__type");
+            cbor_text(&mut b, code);
+            cbor_text(&mut b, "message");
+            cbor_text(&mut b, message);
+            b.push(0xff);
+            b
+        }
+    };
+    let mut r = response_as(wire, status, body);
     if let Ok(v) = HeaderValue::from_str(code) {
         r.headers_mut().insert("x-amzn-errortype", v);
     }
     r
+}
+
+/// The shortest CBOR head of major type `major` with argument `n`.
+fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+fn cbor_text(out: &mut Vec<u8>, s: &str) {
+    cbor_head(out, 3, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropConnection> {
@@ -826,9 +903,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Result<Resp, DropCon
         c.bad_requests.fetch_add(1, Relaxed);
         return Ok(resp);
     }
+    let wire = match parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ct) if ct.split(';').next().unwrap_or("").trim() == CBOR_CONTENT_TYPE => Wire::Cbor,
+        _ => Wire::Json,
+    };
     match op {
-        "PutRecords" => put_records(shared, &body, Api::Streams).await,
-        "PutRecordBatch" => put_records(shared, &body, Api::Firehose).await,
+        "PutRecords" => put_records(shared, &body, Api::Streams, wire).await,
+        "PutRecordBatch" => put_records(shared, &body, Api::Firehose, wire).await,
         "DescribeStreamSummary" => {
             c.describe_requests.fetch_add(1, Relaxed);
             Ok(describe_summary(&body))
@@ -1140,6 +1225,132 @@ struct Entry<'a> {
     partition_key: Option<Cow<'a, str>>,
 }
 
+/// A put request in either protocol.
+struct PutRequest<'a> {
+    stream_name: Option<Cow<'a, str>>,
+    stream_arn: Option<Cow<'a, str>>,
+    delivery_stream_name: Option<Cow<'a, str>>,
+    records: Vec<PutEntry<'a>>,
+}
+
+struct PutEntry<'a> {
+    data: EntryData<'a>,
+    partition_key: Option<Cow<'a, str>>,
+}
+
+/// `Data` as received: base64 text (JSON) or the raw bytes (CBOR).
+enum EntryData<'a> {
+    Base64(Cow<'a, str>),
+    Raw(Vec<u8>),
+}
+
+impl EntryData<'_> {
+    /// Bytes of the decoded data (of valid base64).
+    fn decoded_len(&self) -> usize {
+        match self {
+            EntryData::Base64(b) => {
+                let b = b.as_bytes();
+                let pad = b.iter().rev().take(2).filter(|&&x| x == b'=').count();
+                b.len() / 4 * 3 - pad
+            }
+            EntryData::Raw(v) => v.len(),
+        }
+    }
+
+    fn decode(&self) -> Vec<u8> {
+        match self {
+            EntryData::Base64(b) => B64.decode_to_vec(b.as_bytes()).unwrap_or_default(),
+            EntryData::Raw(v) => v.clone(),
+        }
+    }
+}
+
+impl<'a> From<PutRecordsBody<'a>> for PutRequest<'a> {
+    fn from(b: PutRecordsBody<'a>) -> Self {
+        PutRequest {
+            stream_name: b.stream_name,
+            stream_arn: b.stream_arn,
+            delivery_stream_name: b.delivery_stream_name,
+            records: b
+                .records
+                .into_iter()
+                .map(|e| PutEntry {
+                    data: EntryData::Base64(e.data),
+                    partition_key: e.partition_key,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A CBOR put request, read with ciborium: a map with text names, `Records` an array of maps
+/// whose `Data` is a byte string and `PartitionKey` text; unknown members are ignored, a
+/// member of the wrong type is an error (the service's `SerializationException`).
+fn parse_cbor_put(body: &[u8]) -> Result<PutRequest<'static>, String> {
+    use ciborium::Value;
+    let v: Value = ciborium::de::from_reader(body).map_err(|e| e.to_string())?;
+    let Value::Map(top) = v else {
+        return Err("the body is not a CBOR map".into());
+    };
+    let text = |v: Value, what: &str| match v {
+        Value::Text(t) => Ok(Cow::Owned(t)),
+        _ => Err(format!("{what} is not a text string")),
+    };
+    let mut req = PutRequest {
+        stream_name: None,
+        stream_arn: None,
+        delivery_stream_name: None,
+        records: Vec::new(),
+    };
+    let mut have_records = false;
+    for (k, v) in top {
+        let Value::Text(k) = k else {
+            return Err("a member name is not text".into());
+        };
+        match k.as_str() {
+            "StreamName" => req.stream_name = Some(text(v, "StreamName")?),
+            "StreamARN" => req.stream_arn = Some(text(v, "StreamARN")?),
+            "DeliveryStreamName" => req.delivery_stream_name = Some(text(v, "DeliveryStreamName")?),
+            "Records" => {
+                have_records = true;
+                let Value::Array(entries) = v else {
+                    return Err("Records is not an array".into());
+                };
+                for e in entries {
+                    let Value::Map(members) = e else {
+                        return Err("a record is not a map".into());
+                    };
+                    let (mut data, mut key) = (None, None);
+                    for (k, v) in members {
+                        match (k, v) {
+                            (Value::Text(k), Value::Bytes(b)) if k == "Data" => data = Some(b),
+                            (Value::Text(k), _) if k == "Data" => {
+                                return Err("Data is not a byte string".into())
+                            }
+                            (Value::Text(k), v) if k == "PartitionKey" => {
+                                key = Some(text(v, "PartitionKey")?)
+                            }
+                            _ => {}
+                        }
+                    }
+                    let Some(data) = data else {
+                        return Err("a record has no Data".into());
+                    };
+                    req.records.push(PutEntry {
+                        data: EntryData::Raw(data),
+                        partition_key: key,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if !have_records {
+        return Err("missing field `Records`".into());
+    }
+    Ok(req)
+}
+
 enum Outcome {
     Normal,
     /// accepted, answered with a broken body
@@ -1148,18 +1359,35 @@ enum Outcome {
     Drop,
 }
 
-async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, DropConnection> {
+async fn put_records(
+    shared: &Shared,
+    body: &[u8],
+    api: Api,
+    wire: Wire,
+) -> Result<Resp, DropConnection> {
+    let error_response =
+        |status: u16, code: &str, message: &str| error_response_as(wire, status, code, message);
     let stall = *shared.stall_until.lock().unwrap();
     if let Some(left) = stall.and_then(|t| t.checked_duration_since(std::time::Instant::now())) {
         tokio::time::sleep(left).await;
     }
     let c = &shared.counters;
     let idx = c.put_requests.fetch_add(1, Relaxed);
+    c.request_bytes.fetch_add(body.len() as u64, Relaxed);
+    if wire == Wire::Cbor {
+        c.cbor_requests.fetch_add(1, Relaxed);
+    }
     let plan = shared.plan.read().unwrap().clone();
     let n = idx.wrapping_sub(plan.base);
     let fault = plan.request_fault(n);
 
-    let req: PutRecordsBody<'_> = match serde_json::from_slice(body) {
+    let parsed = match wire {
+        Wire::Json => serde_json::from_slice::<PutRecordsBody<'_>>(body)
+            .map(PutRequest::from)
+            .map_err(|e| e.to_string()),
+        Wire::Cbor => parse_cbor_put(body),
+    };
+    let req: PutRequest<'_> = match parsed {
         Ok(r) => r,
         Err(e) => {
             c.bad_requests.fetch_add(1, Relaxed);
@@ -1185,7 +1413,10 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
         ));
     }
     for e in &req.records {
-        if B64.check(e.data.as_bytes()).is_err() {
+        let EntryData::Base64(data) = &e.data else {
+            continue;
+        };
+        if B64.check(data.as_bytes()).is_err() {
             c.bad_requests.fetch_add(1, Relaxed);
             return Ok(error_response(
                 400,
@@ -1324,11 +1555,9 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
         if code.is_some() {
             continue;
         }
-        let b = e.data.as_bytes();
-        let pad = b.iter().rev().take(2).filter(|&&x| x == b'=').count();
-        bytes += (b.len() / 4 * 3 - pad) as u64;
+        bytes += e.data.decoded_len() as u64;
         if need_data {
-            let data = B64.decode_to_vec(b).unwrap_or_default();
+            let data = e.data.decode();
             if let Some(field) = &shared.id_field {
                 match find_id(&data, field) {
                     Some(id) => ids.push(id),
@@ -1372,6 +1601,39 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
             c.dropped.fetch_add(1, Relaxed);
             return Err(DropConnection);
         }
+        Outcome::Unparseable if wire == Wire::Cbor => {
+            c.unparseable.fetch_add(1, Relaxed);
+            // The start of an answer, cut inside the first entry's SequenceNumber.
+            let mut cut = vec![0xbf];
+            cbor_text(
+                &mut cut,
+                if firehose {
+                    "FailedPutCount"
+                } else {
+                    "FailedRecordCount"
+                },
+            );
+            cut.push(0);
+            cbor_text(
+                &mut cut,
+                if firehose {
+                    "RequestResponses"
+                } else {
+                    "Records"
+                },
+            );
+            cut.extend_from_slice(&[0x81, 0xa2]);
+            cbor_text(
+                &mut cut,
+                if firehose {
+                    "RecordId"
+                } else {
+                    "SequenceNumber"
+                },
+            );
+            cut.extend_from_slice(b"\x78\x384959");
+            return Ok(response_as(wire, 200, cut));
+        }
         Outcome::Unparseable => {
             c.unparseable.fetch_add(1, Relaxed);
             let cut: &[u8] = if firehose {
@@ -1387,6 +1649,14 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
 
     // the response, written into one preallocated buffer
     let first_seq = shared.seq.fetch_add(accepted as u64, Relaxed);
+    if wire == Wire::Cbor {
+        let missing_count = matches!(outcome, Outcome::MissingCount);
+        return Ok(response_as(
+            wire,
+            200,
+            cbor_answer(&codes, failed, first_seq, firehose, missing_count),
+        ));
+    }
     let mut out = Vec::with_capacity(48 + count * 96);
     let (count_field, entries_field): (&[u8], &[u8]) = if firehose {
         (
@@ -1448,6 +1718,98 @@ async fn put_records(shared: &Shared, body: &[u8], api: Api) -> Result<Resp, Dro
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(200, out))
+}
+
+/// The message of a failed entry.
+fn entry_message(code: &str) -> &'static str {
+    if code == "InvalidArgumentException" {
+        "Record rejected by the kb-testkit sink (fault injection)."
+    } else if code == "ProvisionedThroughputExceededException" {
+        "Rate exceeded for shard shardId-000000000000."
+    } else if code == "ServiceUnavailableException" {
+        "Slow down."
+    } else {
+        "Entry failed by the kb-testkit sink (fault injection)."
+    }
+}
+
+/// The 200 answer in CBOR, as Kinesis writes it: an indefinite-length map with the count, the
+/// entries (a definite array of definite maps) and, for Streams, `EncryptionType`.
+fn cbor_answer(
+    codes: &[Option<&str>],
+    failed: usize,
+    first_seq: u64,
+    firehose: bool,
+    missing_count: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + codes.len() * 100);
+    out.push(0xbf);
+    if firehose {
+        cbor_text(&mut out, "Encrypted");
+        out.push(0xf4);
+    }
+    if !missing_count {
+        cbor_text(
+            &mut out,
+            if firehose {
+                "FailedPutCount"
+            } else {
+                "FailedRecordCount"
+            },
+        );
+        cbor_head(&mut out, 0, failed as u64);
+    }
+    cbor_text(
+        &mut out,
+        if firehose {
+            "RequestResponses"
+        } else {
+            "Records"
+        },
+    );
+    cbor_head(&mut out, 4, codes.len() as u64);
+    let mut seq = first_seq;
+    let mut digits = Vec::with_capacity(56);
+    for code in codes {
+        match code {
+            None => {
+                digits.clear();
+                if firehose {
+                    digits.extend_from_slice(b"kbsink");
+                } else {
+                    digits.extend_from_slice(b"4959");
+                    digits.extend_from_slice(&[b'0'; 32]);
+                }
+                push_u64_padded20(&mut digits, seq);
+                seq += 1;
+                let digits = std::str::from_utf8(&digits).unwrap_or_default();
+                if firehose {
+                    out.push(0xa1);
+                    cbor_text(&mut out, "RecordId");
+                    cbor_text(&mut out, digits);
+                } else {
+                    out.push(0xa2);
+                    cbor_text(&mut out, "SequenceNumber");
+                    cbor_text(&mut out, digits);
+                    cbor_text(&mut out, "ShardId");
+                    cbor_text(&mut out, SHARD_ID);
+                }
+            }
+            Some(code) => {
+                out.push(0xa2);
+                cbor_text(&mut out, "ErrorCode");
+                cbor_text(&mut out, code);
+                cbor_text(&mut out, "ErrorMessage");
+                cbor_text(&mut out, entry_message(code));
+            }
+        }
+    }
+    if !firehose {
+        cbor_text(&mut out, "EncryptionType");
+        cbor_text(&mut out, "NONE");
+    }
+    out.push(0xff);
+    out
 }
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {

@@ -193,6 +193,49 @@ fn dry_run_names_the_bad_line() {
     assert!(err.contains("Error: configuration file contains errors. Aborting"));
 }
 
+/// `protocol` and `tls.ciphers` are validated with the file, line and key; Firehose does not
+/// offer `protocol`; `-h` lists it.
+#[test]
+fn protocol_and_tls_ciphers_are_validated_where_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(
+        &conf,
+        "[INPUT]\n    Name dummy\n\n\
+         [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream s\n    region us-east-1\n    protocol xml\n\n\
+         [OUTPUT]\n    Name kinesis_firehose\n    Match *\n    delivery_stream d\n    region us-east-1\n    protocol cbor\n\n\
+         [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream s\n    region us-east-1\n    protocol CBOR\n    tls.ciphers ECDHE-RSA-AES128-GCM-SHA256:RC4-MD5\n\n\
+         [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream s\n    region us-east-1\n    protocol cbor\n    tls.ciphers TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", conf.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let f = conf.display();
+    for want in [
+        format!("{f}:9: [output kinesis_streams.0] invalid value 'xml' for property 'protocol': expected one of: json, cbor"),
+        format!("{f}:16: [output kinesis_firehose.0] unknown configuration property 'protocol'"),
+        format!("{f}:24: [output kinesis_streams.1] invalid 'tls.ciphers': unknown or unsupported cipher suite 'RC4-MD5'"),
+    ] {
+        assert!(err.contains(&want), "no '{want}' in:\n{err}");
+    }
+    // The last output is valid: nothing is reported about it.
+    assert!(!err.contains("kinesis_streams.2"), "{err}");
+    assert_eq!(err.matches("] [config] ").count(), 3, "{err}");
+    let help = bin()
+        .args(["-o", "kinesis_streams", "-h"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("protocol") && help.contains("application/x-amz-cbor-1.1"),
+        "{help}"
+    );
+}
+
 #[test]
 fn dry_run_success_message() {
     let dir = tempfile::tempdir().unwrap();

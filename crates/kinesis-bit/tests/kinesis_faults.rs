@@ -51,6 +51,22 @@ async fn exactly_once_through(
     error500: f64,
     drop_connection: f64,
 ) -> SinkStats {
+    exactly_once_through_as(n, seed, throttle, error500, drop_connection, "").await
+}
+
+/// `protocol cbor` on the output.
+const CBOR: &str = "    protocol cbor\n";
+
+/// [`exactly_once_through`] with `extra` output keys; with [`CBOR`], every put request must
+/// have been CBOR.
+async fn exactly_once_through_as(
+    n: u64,
+    seed: u64,
+    throttle: f64,
+    error500: f64,
+    drop_connection: f64,
+    extra: &'static str,
+) -> SinkStats {
     let sink = sink(
         FaultPlan::new()
             .seed(seed)
@@ -64,10 +80,12 @@ async fn exactly_once_through(
     )
     .await;
     let ep = sink.endpoint();
-    let out = tokio::task::spawn_blocking(move || ship(&ep, records(n), ""))
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(n), extra))
         .await
         .unwrap();
     let st = sink.stats();
+    let cbor = if extra == CBOR { st.put_requests } else { 0 };
+    assert_eq!(st.cbor_requests, cbor, "{st:?}");
     let missing = sink.missing(0..n);
     assert!(
         missing.is_empty(),
@@ -305,5 +323,129 @@ async fn per_instance_log_level_applies_inside_that_instance_only() {
     assert!(
         !log.contains("[ info] [engine]"),
         "the service level (error) still applies elsewhere:\n{log}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The same faults with `protocol cbor`: CBOR requests, CBOR answers and CBOR error bodies.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_every_record_exactly_once_through_failures_throttles_500s_and_resets() {
+    let st = exactly_once_through_as(20_000, 42, 0.1, 0.1, 0.1, CBOR).await;
+    assert!(
+        st.entries_failed > 0 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
+        "{st:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_fault_run_mix_over_100k_records_loses_and_duplicates_nothing() {
+    const N: u64 = 100_000;
+    let st = exactly_once_through_as(N, 7, 0.02, 0.01, 0.01, CBOR).await;
+    assert_eq!(st.unique_ids, N);
+    assert!(
+        st.entries_failed > N / 20 && st.throttled > 0 && st.error500 > 0 && st.dropped > 0,
+        "the faults did not all happen: {st:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_partial_failure_resends_only_the_failed_entries() {
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::FailEntries {
+            indices: vec![3, 7],
+            code: "ProvisionedThroughputExceededException".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(10), CBOR))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![10, 2]);
+    assert_eq!(sink.stats().cbor_requests, 2);
+    assert!(sink.duplicates().is_empty() && sink.missing(0..10).is_empty());
+    assert!(
+        stderr(&out).contains("2 out of 10 records failed to be delivered, retrying only the failed records, faults (ProvisionedThroughputExceededException=2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_never_acceptable_records_are_dropped_with_a_log_line() {
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::FailEntries {
+            indices: vec![1],
+            code: "InvalidArgumentException".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(4), CBOR))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![4]);
+    assert_eq!(sink.missing(0..4), vec![1]);
+    assert!(
+        stderr(&out).contains("record rejected by Kinesis and dropped: InvalidArgumentException"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sink.stats().cbor_requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_rejected_request_is_split_to_isolate_nothing_lost() {
+    let sink = sink(FaultPlan::new().at(
+        0,
+        FaultKind::Error {
+            status: 400,
+            code: "ValidationException".into(),
+            message: "1 validation error detected".into(),
+        },
+    ))
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(10), CBOR))
+        .await
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(sink.request_sizes(), vec![10, 5, 5]);
+    assert!(sink.missing(0..10).is_empty() && sink.duplicates().is_empty());
+    assert!(
+        stderr(&out).contains("(ValidationException: 1 validation error detected); splitting it"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_lost_and_unparseable_answers_lose_nothing() {
+    const N: u64 = 3_000;
+    let sink = sink(
+        FaultPlan::new()
+            .seed(5)
+            .lose_response(0.1)
+            .unparseable(0.05)
+            .missing_failed_count(0.05),
+    )
+    .await;
+    let ep = sink.endpoint();
+    let out = tokio::task::spawn_blocking(move || ship(&ep, records(N), CBOR))
+        .await
+        .unwrap();
+    assert_success(&out);
+    let st = sink.stats();
+    assert!(sink.missing(0..N).is_empty(), "{st:?}");
+    assert!(st.unparseable > 0 && st.missing_failed_count > 0, "{st:?}");
+    assert!(
+        stderr(&out).contains("PutRecords response could not be parsed, CBOR bf"),
+        "{}",
+        stderr(&out)
     );
 }

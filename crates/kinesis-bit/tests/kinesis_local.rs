@@ -297,6 +297,62 @@ async fn record_rejected_in_a_200_answer_is_dropped_not_retried() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// 3b. protocol cbor
+
+/// kinesis-local takes CBOR PutRecords (as the AWS Java SDK sends) and answers in CBOR, its
+/// success entries with `ErrorCode: null` and an oversized record with a per-record
+/// `InvalidArgumentException`: records arrive byte for byte, the rejected one is dropped, and
+/// the logged body size is the CBOR body's (the request really was CBOR).
+#[tokio::test(flavor = "multi_thread")]
+async fn cbor_records_arrive_byte_exact_and_rejections_are_read() {
+    use kb_kinesis::encode::{Protocol, PutRecordsBody};
+    let kl = KinesisLocal::start();
+    let kds = Kds::new(&kl.endpoint(), REGION);
+    kds.create_stream("cbor", 2).await.unwrap();
+    let big = big_record(1_500_000);
+    let mut input = Vec::new();
+    let mut sent = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let line = format!("{{\"seq\":{i},\"pad\":\"{}\"}}\n", "p".repeat(i * 7));
+        input.extend_from_slice(line.as_bytes());
+        sent.push(line.clone().into_bytes());
+        want.push(line.into_bytes());
+        if i == 20 {
+            input.extend_from_slice(&big);
+            input.push(b'\n');
+            let mut b = big.clone();
+            b.push(b'\n');
+            sent.push(b);
+        }
+    }
+    let out = ship_async(
+        kl.endpoint(),
+        "cbor",
+        &[("max_record_size", "2M"), ("protocol", "cbor")],
+        input,
+    )
+    .await;
+    assert_success(&out);
+    let log = stderr(&out);
+    assert_eq!(stream_data(&kds, "cbor").await, sorted(want), "log:\n{log}");
+    assert!(
+        log.contains("record rejected by Kinesis and dropped: InvalidArgumentException"),
+        "{log}"
+    );
+    assert_eq!(records_sent(&out), 41, "log:\n{log}");
+    let mut body = PutRecordsBody::with_protocol("cbor", Protocol::Cbor);
+    for d in &sent {
+        assert!(body.try_push(d, "0123456789abcdef"));
+    }
+    let line = format!(
+        "PutRecords with 41 records ({} bytes), cbor",
+        body.body_len()
+    );
+    assert!(log.contains(&line), "no '{line}' in:\n{log}");
+}
+
+// ------------------------------------------------------------------------------------------------
 // 4. TLS
 
 /// A self-signed server certificate for `name` only (CN and DNS subjectAltName, no IP), usable

@@ -293,6 +293,8 @@ pub struct Stats {
     pub requests: Mutex<Vec<Seen>>,
     /// SNI of each TLS connection (None: no SNI).
     pub sni: Mutex<Vec<Option<String>>>,
+    /// Negotiated cipher suite of each TLS connection.
+    pub suites: Mutex<Vec<Option<rustls::CipherSuite>>>,
     pub peers: Mutex<Vec<SocketAddr>>,
 }
 
@@ -308,6 +310,9 @@ impl Stats {
     }
     pub fn sni(&self) -> Vec<Option<String>> {
         self.sni.lock().unwrap().clone()
+    }
+    pub fn suites(&self) -> Vec<Option<rustls::CipherSuite>> {
+        self.suites.lock().unwrap().clone()
     }
 }
 
@@ -390,6 +395,8 @@ pub async fn start_server(tls: Option<TlsAcceptor>, delay: Duration) -> TestServ
                         if let Ok(s) = acc.accept(tcp).await {
                             let sni = s.get_ref().1.server_name().map(str::to_string);
                             st.sni.lock().unwrap().push(sni);
+                            let suite = s.get_ref().1.negotiated_cipher_suite().map(|c| c.suite());
+                            st.suites.lock().unwrap().push(suite);
                             let _ = builder.serve_connection(TokioIo::new(s), svc).await;
                         }
                     }
