@@ -175,6 +175,10 @@ const MAX_KEY_NESTING: usize = 3;
 
 impl Writer<'_, '_> {
     fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+        if let Some(s) = self.cur.short_str() {
+            write_string(s, out, self.escape_unicode, self.stats);
+            return Ok(());
+        }
         match self.cur.head()? {
             Head::Nil => out.extend_from_slice(b"null"),
             Head::Bool(true) => out.extend_from_slice(b"true"),
@@ -235,6 +239,15 @@ impl Writer<'_, '_> {
 
     /// Keys are always JSON strings: FB writes non-string keys as bare text, which is not JSON.
     fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<KeyId, JsonError> {
+        if let Some(s) = self.cur.short_str() {
+            write_string(s, out, self.escape_unicode, self.stats);
+            let end = self.cur.position();
+            return Ok(KeyId {
+                is_str: true,
+                start: end - s.len(),
+                end,
+            });
+        }
         let saved = self.cur.clone();
         let mut id = KeyId {
             is_str: false,
@@ -297,9 +310,20 @@ impl Writer<'_, '_> {
         let n = entries.len();
 
         let maybe_dup = if n <= QUADRATIC_MAX {
+            // Compare a word per key first (its length, kind, first and last byte): keys of
+            // one record almost always differ there, so the byte comparisons are skipped.
+            let mut sigs = [0u64; QUADRATIC_MAX];
+            for (sig, e) in sigs.iter_mut().zip(entries) {
+                let (is_str, b) = ident(e);
+                let edge = match b {
+                    [] => 0,
+                    [first, .., last] => (*first as u64) << 8 | *last as u64,
+                    [only] => (*only as u64) << 8 | *only as u64,
+                };
+                *sig = (b.len() as u64) << 17 | (is_str as u64) << 16 | edge;
+            }
             (0..n).any(|i| {
-                let a = ident(&entries[i]);
-                entries[i + 1..].iter().any(|e| ident(e) == a)
+                (i + 1..n).any(|j| sigs[i] == sigs[j] && ident(&entries[i]) == ident(&entries[j]))
             })
         } else {
             let hashes = &mut *self.hashes;
@@ -542,7 +566,7 @@ fn write_string(bytes: &[u8], out: &mut Vec<u8>, escape_unicode: bool, stats: &m
     out.reserve(bytes.len() + 2);
     // Keys and most field values of a structured record are short and plain: below one
     // AVX2 block, one table pass and one copy beat the block machinery's setup.
-    if bytes.len() < 32 && !bytes.iter().any(|&b| STOP_ESCAPE[b as usize]) {
+    if bytes.len() < 32 && is_plain_short(bytes) {
         out.push(b'"');
         out.extend_from_slice(bytes);
         out.push(b'"');
@@ -572,6 +596,20 @@ fn write_string(bytes: &[u8], out: &mut Vec<u8>, escape_unicode: bool, stats: &m
         }
     }
     out.push(b'"');
+}
+
+/// Whether `s` (under 32 bytes) is printable ASCII without `"` or `\`: eight bytes per
+/// step, then the rest by table.
+#[inline]
+fn is_plain_short(s: &[u8]) -> bool {
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        if special_bytes(w, true) != 0 {
+            return false;
+        }
+    }
+    !words.remainder().iter().any(|&b| STOP_ESCAPE[b as usize])
 }
 
 /// Escape the ASCII prefix of `s` in blocks of 32 (AVX2) or 16 (SSE2) bytes; returns where it

@@ -125,6 +125,22 @@ impl<'a> Cursor<'a> {
         Ok(Head::Ext(ty, self.take(len)?))
     }
 
+    /// A fixstr or str8 at the cursor, consumed; `None`, with nothing consumed, for any other
+    /// value (or a truncated one). The JSON writer's shortcut past [`Cursor::head`] for the
+    /// keys and values most records are made of.
+    #[inline]
+    pub fn short_str(&mut self) -> Option<&'a [u8]> {
+        let m = *self.data.get(self.pos)?;
+        let (hdr, n) = match m {
+            0xa0..=0xbf => (1, (m & 0x1f) as usize),
+            0xd9 => (2, *self.data.get(self.pos + 1)? as usize),
+            _ => return None,
+        };
+        let s = self.data.get(self.pos + hdr..self.pos + hdr + n)?;
+        self.pos += hdr + n;
+        Some(s)
+    }
+
     /// Decode the next value's header (and a scalar's payload); on error the position is
     /// unspecified.
     #[inline]
