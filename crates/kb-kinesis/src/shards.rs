@@ -1,0 +1,643 @@
+//! Shard-aware sending (`shard_aware on`): the stream's open shards and their hash key ranges
+//! (from ListShards), each record's predicted shard (MD5 of its partition key as an unsigned
+//! 128-bit big-endian integer, as Kinesis maps keys), and a token bucket per shard at the
+//! service's write limits, so that a request only carries records whose shard has room and a
+//! hot shard cannot throttle the records of the others.
+//!
+//! The state is shared by the output's workers: the buckets count what every worker sends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kb_core::metrics::Metrics;
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// Per-shard counters: records sent (accepted), throttled (answered
+/// `ProvisionedThroughputExceededException`), delayed (held back at least once in a flush
+/// because their shard's bucket was empty).
+pub const SHARD_SENT: &str = "fluentbit_kinesis_streams_shard_sent_records_total";
+/// See [`SHARD_SENT`].
+pub const SHARD_THROTTLED: &str = "fluentbit_kinesis_streams_shard_throttled_records_total";
+/// See [`SHARD_SENT`].
+pub const SHARD_DELAYED: &str = "fluentbit_kinesis_streams_shard_delayed_records_total";
+/// Successful ListShards listings of the whole stream.
+pub const SHARD_MAP_LOADS: &str = "fluentbit_kinesis_streams_shard_map_loads_total";
+
+/// The hash of a partition key: MD5 as an unsigned 128-bit big-endian integer.
+pub fn hash_key(key: &[u8]) -> u128 {
+    u128::from_be_bytes(Md5::digest(key).into())
+}
+
+/// One open shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// `ShardId`, e.g. `shardId-000000000003`.
+    pub id: String,
+    /// `HashKeyRange.StartingHashKey`.
+    pub start: u128,
+    /// `HashKeyRange.EndingHashKey` (inclusive).
+    pub end: u128,
+}
+
+/// The open shards of a stream, ordered by their hash key ranges.
+#[derive(Debug, Clone, Default)]
+pub struct ShardMap {
+    shards: Vec<Shard>,
+}
+
+impl ShardMap {
+    /// A map of `shards` (any order).
+    pub fn new(mut shards: Vec<Shard>) -> Self {
+        shards.sort_by_key(|s| s.start);
+        ShardMap { shards }
+    }
+
+    /// The shards, by hash key range.
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether there is no shard.
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// The index of the shard whose range holds `hash`; `None` in a gap of the map.
+    pub fn lookup(&self, hash: u128) -> Option<usize> {
+        // The last shard starting at or below `hash`.
+        let i = self.shards.partition_point(|s| s.start <= hash);
+        let i = i.checked_sub(1)?;
+        (hash <= self.shards[i].end).then_some(i)
+    }
+
+    /// The index of the shard partition key `key` maps to.
+    pub fn shard_of_key(&self, key: &str) -> Option<usize> {
+        self.lookup(hash_key(key.as_bytes()))
+    }
+
+    /// Whether a shard of this id is in the map.
+    pub fn contains_id(&self, id: &str) -> bool {
+        self.shards.iter().any(|s| s.id == id)
+    }
+}
+
+/// A ListShards answer that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// Not the JSON of a ListShards answer.
+    #[error("unreadable ListShards answer: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A hash key that is not a 128-bit decimal.
+    #[error("ListShards answer: shard {shard} has an invalid hash key '{key}'")]
+    HashKey {
+        /// The shard.
+        shard: String,
+        /// The key as given.
+        key: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(rename = "Shards", default)]
+    shards: Vec<RawShard>,
+    #[serde(rename = "NextToken", default)]
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawShard {
+    #[serde(rename = "ShardId")]
+    id: String,
+    #[serde(rename = "HashKeyRange")]
+    range: RawRange,
+    #[serde(rename = "SequenceNumberRange", default)]
+    seq: Option<RawSeq>,
+}
+
+#[derive(Deserialize)]
+struct RawRange {
+    #[serde(rename = "StartingHashKey")]
+    start: String,
+    #[serde(rename = "EndingHashKey")]
+    end: String,
+}
+
+#[derive(Deserialize)]
+struct RawSeq {
+    #[serde(rename = "EndingSequenceNumber", default)]
+    end: Option<String>,
+}
+
+/// One page of a ListShards answer: its open shards (a shard with an
+/// `EndingSequenceNumber` is closed by a reshard and takes no records) and the `NextToken`.
+pub fn parse_list_shards(body: &[u8]) -> Result<(Vec<Shard>, Option<String>), ShardError> {
+    let raw: RawList = serde_json::from_slice(body)?;
+    let mut out = Vec::with_capacity(raw.shards.len());
+    for s in raw.shards {
+        if s.seq.as_ref().is_some_and(|q| q.end.is_some()) {
+            continue;
+        }
+        let parse = |k: &str| {
+            k.trim().parse::<u128>().map_err(|_| ShardError::HashKey {
+                shard: s.id.clone(),
+                key: k.to_string(),
+            })
+        };
+        let (start, end) = (parse(&s.range.start)?, parse(&s.range.end)?);
+        out.push(Shard {
+            id: s.id,
+            start,
+            end,
+        });
+    }
+    Ok((out, raw.next_token.filter(|t| !t.is_empty())))
+}
+
+/// The body of a ListShards call: the first page names the stream (by ARN with `by_arn`),
+/// a later one only carries the `NextToken` (the API refuses both).
+pub fn list_shards_request(stream: &str, by_arn: bool, next_token: Option<&str>) -> String {
+    match (next_token, by_arn) {
+        (Some(t), _) => serde_json::json!({ "NextToken": t }),
+        (None, true) => serde_json::json!({ "StreamARN": stream }),
+        (None, false) => serde_json::json!({ "StreamName": stream }),
+    }
+    .to_string()
+}
+
+/// The `ShardId` values of a JSON PutRecords answer, in order (a cheap scan: they are plain
+/// `shardId-NNN` strings without escapes).
+pub fn answered_shard_ids(body: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    const NEEDLE: &[u8] = b"\"ShardId\":\"";
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let at = body[pos..]
+            .windows(NEEDLE.len())
+            .position(|w| w == NEEDLE)?;
+        let start = pos + at + NEEDLE.len();
+        let len = body[start..].iter().position(|&b| b == b'"')?;
+        pos = start + len;
+        Some(&body[start..start + len])
+    })
+}
+
+/// The write limits of one shard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Bytes (Data plus partition key) per second.
+    pub bytes_per_s: f64,
+    /// Records per second.
+    pub records_per_s: f64,
+}
+
+/// A token bucket of one shard: records and bytes refill at the limits, up to one second's
+/// worth (Kinesis measures its limits per second, so a fuller burst would be throttled).
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    limits: Limits,
+    records: f64,
+    bytes: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket at `limits`.
+    pub fn new(limits: Limits, now: Instant) -> Self {
+        TokenBucket {
+            limits,
+            records: limits.records_per_s,
+            bytes: limits.bytes_per_s,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now.max(self.last);
+        self.records =
+            (self.records + dt * self.limits.records_per_s).min(self.limits.records_per_s);
+        self.bytes = (self.bytes + dt * self.limits.bytes_per_s).min(self.limits.bytes_per_s);
+    }
+
+    /// What a record of `bytes` needs: a record bigger than a second's worth of bytes needs a
+    /// full bucket (it could never be sent otherwise).
+    fn need(&self, bytes: u64) -> f64 {
+        (bytes as f64).min(self.limits.bytes_per_s)
+    }
+
+    /// Whether a record of `bytes` fits now.
+    pub fn has_room(&mut self, now: Instant, bytes: u64) -> bool {
+        self.refill(now);
+        self.records >= 1.0 && self.bytes >= self.need(bytes)
+    }
+
+    /// Take one record of `bytes` if it fits.
+    pub fn try_take(&mut self, now: Instant, bytes: u64) -> bool {
+        if !self.has_room(now, bytes) {
+            return false;
+        }
+        self.records -= 1.0;
+        self.bytes -= self.need(bytes);
+        true
+    }
+
+    /// Give back what [`TokenBucket::try_take`] took for a record that was not sent.
+    pub fn refund(&mut self, bytes: u64) {
+        self.records = (self.records + 1.0).min(self.limits.records_per_s);
+        self.bytes = (self.bytes + self.need(bytes)).min(self.limits.bytes_per_s);
+    }
+
+    /// How long until a record of `bytes` fits.
+    pub fn wait_for(&mut self, now: Instant, bytes: u64) -> Duration {
+        self.refill(now);
+        let r = (1.0 - self.records).max(0.0) / self.limits.records_per_s;
+        let b = (self.need(bytes) - self.bytes).max(0.0) / self.limits.bytes_per_s;
+        Duration::from_secs_f64(r.max(b))
+    }
+
+    /// The shard answered `ProvisionedThroughputExceededException` (other writers, or the
+    /// service's second not aligned with ours): empty the bucket and owe a tenth of a second,
+    /// so the shard's records wait instead of being throttled again at once.
+    pub fn throttled(&mut self, now: Instant) {
+        self.refill(now);
+        self.records = -0.1 * self.limits.records_per_s;
+        self.bytes = -0.1 * self.limits.bytes_per_s;
+    }
+}
+
+/// The counters of one shard.
+#[derive(Debug, Clone)]
+pub struct ShardCounters {
+    /// Accepted records.
+    pub sent: Arc<AtomicU64>,
+    /// Records answered `ProvisionedThroughputExceededException`.
+    pub throttled: Arc<AtomicU64>,
+    /// Records held back (once per flush) while their shard was full.
+    pub delayed: Arc<AtomicU64>,
+}
+
+/// The current map with each shard's bucket and counters.
+#[derive(Debug)]
+pub struct Current {
+    /// The open shards.
+    pub map: ShardMap,
+    /// One bucket per shard of `map`, same order.
+    pub buckets: Vec<TokenBucket>,
+    /// One set of counters per shard of `map`, same order.
+    pub counters: Vec<ShardCounters>,
+    /// Bumped at every new map, so workers know their predictions are out of date.
+    pub generation: u64,
+    loaded: Instant,
+}
+
+/// The shard state shared by an output's workers.
+pub struct ShardState {
+    limits: Limits,
+    refresh: Duration,
+    instance: String,
+    registry: Arc<Metrics>,
+    loads: Arc<AtomicU64>,
+    current: Mutex<Option<Current>>,
+    /// Set when an answer named a shard that the map does not have.
+    stale: AtomicBool,
+    /// One worker lists at a time; the others go on with the map they have.
+    listing: AtomicBool,
+}
+
+impl ShardState {
+    /// An empty state (no map yet) for instance `instance`.
+    pub fn new(limits: Limits, refresh: Duration, registry: Arc<Metrics>, instance: &str) -> Self {
+        let loads = registry.counter(SHARD_MAP_LOADS, &[("name", instance)]);
+        ShardState {
+            limits,
+            refresh,
+            instance: instance.to_string(),
+            registry,
+            loads,
+            current: Mutex::new(None),
+            stale: AtomicBool::new(false),
+            listing: AtomicBool::new(false),
+        }
+    }
+
+    /// The current map, buckets and counters, locked.
+    pub fn lock(&self) -> MutexGuard<'_, Option<Current>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mark the map out of date (an answer named an unknown shard).
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the map should be listed again now: none yet, marked stale, or older than the
+    /// refresh interval. Claims the listing: the caller must [`ShardState::install`] or
+    /// [`ShardState::listing_failed`].
+    pub fn claim_listing(&self, now: Instant) -> bool {
+        let due = self.stale.load(Ordering::Relaxed)
+            || match &*self.lock() {
+                None => true,
+                Some(c) => now.saturating_duration_since(c.loaded) >= self.refresh,
+            };
+        due && self
+            .listing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The listing failed: keep the old map (if any) and try again after a while.
+    pub fn listing_failed(&self, now: Instant) {
+        if let Some(c) = &mut *self.lock() {
+            // Try again in at most 5 s rather than a whole refresh interval.
+            let back = self.refresh.saturating_sub(Duration::from_secs(5));
+            c.loaded = now.checked_sub(back).unwrap_or(c.loaded);
+        }
+        self.listing.store(false, Ordering::Release);
+    }
+
+    /// Install a newly listed map: shards kept by id keep their bucket; new ones start full.
+    pub fn install(&self, shards: Vec<Shard>, now: Instant) {
+        let map = ShardMap::new(shards);
+        let mut guard = self.lock();
+        let (mut old_buckets, generation) = match guard.take() {
+            Some(c) => {
+                let old: HashMap<String, TokenBucket> = c
+                    .map
+                    .shards
+                    .into_iter()
+                    .map(|s| s.id)
+                    .zip(c.buckets)
+                    .collect();
+                (old, c.generation + 1)
+            }
+            None => (HashMap::new(), 1),
+        };
+        let buckets = map
+            .shards
+            .iter()
+            .map(|s| {
+                old_buckets
+                    .remove(&s.id)
+                    .unwrap_or_else(|| TokenBucket::new(self.limits, now))
+            })
+            .collect();
+        let counters = map
+            .shards
+            .iter()
+            .map(|s| {
+                let c = |metric| {
+                    self.registry
+                        .counter(metric, &[("name", &self.instance), ("shard", &s.id)])
+                };
+                ShardCounters {
+                    sent: c(SHARD_SENT),
+                    throttled: c(SHARD_THROTTLED),
+                    delayed: c(SHARD_DELAYED),
+                }
+            })
+            .collect();
+        *guard = Some(Current {
+            map,
+            buckets,
+            counters,
+            generation,
+            loaded: now,
+        });
+        drop(guard);
+        kb_core::metrics::add(&self.loads, 1);
+        self.stale.store(false, Ordering::Relaxed);
+        self.listing.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four equal shards, as CreateStream with ShardCount 4 makes them.
+    fn four() -> ShardMap {
+        let q = u128::MAX / 4 + 1;
+        ShardMap::new(
+            (0..4u128)
+                .map(|i| Shard {
+                    id: format!("shardId-00000000000{i}"),
+                    start: i * q,
+                    end: if i == 3 { u128::MAX } else { (i + 1) * q - 1 },
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn md5_of_known_keys() {
+        // Independently: python3 -c "import hashlib; print(hashlib.md5(b'abc').hexdigest())"
+        assert_eq!(hash_key(b""), 0xd41d8cd98f00b204e9800998ecf8427e);
+        assert_eq!(hash_key(b"abc"), 0x900150983cd24fb0d6963f7d28e17f72);
+        assert_eq!(hash_key(b"a"), 0x0cc175b9c0f1b6a831c399e269772661);
+    }
+
+    #[test]
+    fn keys_map_to_the_shard_of_their_range() {
+        let m = four();
+        // md5("a") = 0x0cc1… (first quarter), md5("abc") = 0x9001… (third),
+        // md5("") = 0xd41d… (fourth); md5("b") = 0x92eb… (third), md5("c") = 0x4a8a… (second).
+        assert_eq!(m.shard_of_key("a"), Some(0));
+        assert_eq!(m.shard_of_key("c"), Some(1));
+        assert_eq!(m.shard_of_key("abc"), Some(2));
+        assert_eq!(m.shard_of_key("b"), Some(2));
+        assert_eq!(m.shard_of_key(""), Some(3));
+        // Range edges are inclusive.
+        let q = u128::MAX / 4 + 1;
+        assert_eq!(m.lookup(q - 1), Some(0));
+        assert_eq!(m.lookup(q), Some(1));
+        assert_eq!(m.lookup(u128::MAX), Some(3));
+        assert_eq!(m.lookup(0), Some(0));
+    }
+
+    #[test]
+    fn a_gap_maps_nowhere() {
+        let m = ShardMap::new(vec![
+            Shard {
+                id: "b".into(),
+                start: 100,
+                end: 200,
+            },
+            Shard {
+                id: "a".into(),
+                start: 0,
+                end: 49,
+            },
+        ]);
+        assert_eq!(m.lookup(10), Some(0));
+        assert_eq!(m.lookup(50), None);
+        assert_eq!(m.lookup(150), Some(1));
+        assert_eq!(m.lookup(201), None);
+        assert!(m.contains_id("b") && !m.contains_id("c"));
+    }
+
+    #[test]
+    fn list_shards_pages_skip_closed_shards() {
+        let body = br#"{"Shards":[
+            {"ShardId":"shardId-000000000000","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"170141183460469231731687303715884105727"},
+             "SequenceNumberRange":{"StartingSequenceNumber":"1","EndingSequenceNumber":"9"}},
+            {"ShardId":"shardId-000000000002","HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"85070591730234615865843651857942052863"},
+             "SequenceNumberRange":{"StartingSequenceNumber":"10"}}],
+            "NextToken":"tok"}"#;
+        let (shards, next) = parse_list_shards(body).unwrap();
+        assert_eq!(next.as_deref(), Some("tok"));
+        assert_eq!(
+            shards,
+            vec![Shard {
+                id: "shardId-000000000002".into(),
+                start: 0,
+                end: 85070591730234615865843651857942052863
+            }]
+        );
+        let (_, next) = parse_list_shards(br#"{"Shards":[]}"#).unwrap();
+        assert_eq!(next, None);
+        assert!(parse_list_shards(br#"{"Shards":[{"ShardId":"x","HashKeyRange":{"StartingHashKey":"-1","EndingHashKey":"2"}}]}"#).is_err());
+        assert!(parse_list_shards(b"nope").is_err());
+        assert_eq!(
+            list_shards_request("s", false, None),
+            r#"{"StreamName":"s"}"#
+        );
+        assert_eq!(
+            list_shards_request("arn:x", true, None),
+            r#"{"StreamARN":"arn:x"}"#
+        );
+        assert_eq!(
+            list_shards_request("s", false, Some("t")),
+            r#"{"NextToken":"t"}"#
+        );
+    }
+
+    #[test]
+    fn shard_ids_of_an_answer() {
+        let body = br#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"shardId-000000000001"},{"SequenceNumber":"2","ShardId":"shardId-000000000007"}]}"#;
+        let ids: Vec<&[u8]> = answered_shard_ids(body).collect();
+        assert_eq!(
+            ids,
+            vec![&b"shardId-000000000001"[..], &b"shardId-000000000007"[..]]
+        );
+        assert_eq!(answered_shard_ids(b"{}").count(), 0);
+        assert_eq!(
+            answered_shard_ids(br#"{"ShardId":"unterminated"#).count(),
+            0
+        );
+    }
+
+    const LIMITS: Limits = Limits {
+        bytes_per_s: 1000.0,
+        records_per_s: 10.0,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_limits_records_per_second() {
+        let now = Instant::now();
+        let mut b = TokenBucket::new(LIMITS, now);
+        for _ in 0..10 {
+            assert!(b.try_take(now, 1));
+        }
+        assert!(!b.try_take(now, 1));
+        assert_eq!(b.wait_for(now, 1), Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let now = Instant::now();
+        assert!(b.try_take(now, 1));
+        assert!(!b.try_take(now, 1));
+        // Never more than one second's worth after idling.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let now = Instant::now();
+        let taken = (0..100).filter(|_| b.try_take(now, 1)).count();
+        assert_eq!(taken, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_limits_bytes_and_refunds() {
+        let now = Instant::now();
+        let mut b = TokenBucket::new(LIMITS, now);
+        assert!(b.try_take(now, 600));
+        assert!(!b.try_take(now, 600));
+        assert!(b.try_take(now, 400));
+        b.refund(400);
+        assert!(b.has_room(now, 400));
+        assert!(!b.has_room(now, 401));
+        // 200 bytes missing at 1000 B/s: 200 ms.
+        assert_eq!(b.wait_for(now, 600), Duration::from_millis(200));
+        // A record bigger than a second's worth goes when the bucket is full.
+        let mut full = TokenBucket::new(LIMITS, now);
+        assert!(full.try_take(now, 5000));
+        assert!(!full.has_room(now, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_shard_waits() {
+        let now = Instant::now();
+        let mut b = TokenBucket::new(LIMITS, now);
+        b.throttled(now);
+        assert!(!b.has_room(now, 1));
+        // Owes 0.1 s of records, then needs one record: 200 ms in all.
+        assert_eq!(b.wait_for(now, 1), Duration::from_millis(200));
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(b.try_take(Instant::now(), 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_keeps_buckets_of_kept_shards() {
+        let reg = Arc::new(Metrics::default());
+        let st = ShardState::new(LIMITS, Duration::from_secs(60), reg.clone(), "out");
+        let now = Instant::now();
+        assert!(st.claim_listing(now));
+        assert!(!st.claim_listing(now), "one listing at a time");
+        st.install(four().shards, now);
+        assert!(!st.claim_listing(now));
+        {
+            let mut g = st.lock();
+            let c = g.as_mut().unwrap();
+            assert_eq!(c.generation, 1);
+            while c.buckets[0].try_take(now, 1) {}
+        }
+        st.mark_stale();
+        assert!(st.claim_listing(now));
+        let mut shards = four().shards;
+        shards.push(Shard {
+            id: "new".into(),
+            start: 0,
+            end: 0,
+        });
+        st.install(shards, now);
+        let mut g = st.lock();
+        let c = g.as_mut().unwrap();
+        assert_eq!(c.generation, 2);
+        let first = c
+            .map
+            .shards()
+            .iter()
+            .position(|s| s.id == "shardId-000000000000")
+            .unwrap();
+        assert!(
+            !c.buckets[first].has_room(now, 1),
+            "kept shard keeps its bucket"
+        );
+        let new = c.map.shards().iter().position(|s| s.id == "new").unwrap();
+        assert!(c.buckets[new].has_room(now, 1));
+        kb_core::metrics::add(&c.counters[new].sent, 3);
+        drop(g);
+        assert_eq!(
+            reg.counter_value(SHARD_SENT, &[("name", "out"), ("shard", "new")]),
+            3
+        );
+        assert_eq!(reg.counter_value(SHARD_MAP_LOADS, &[("name", "out")]), 2);
+        // Due again after the refresh interval.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(st.claim_listing(Instant::now()));
+    }
+}
