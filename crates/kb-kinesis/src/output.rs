@@ -683,12 +683,28 @@ impl<S: Service> KinesisWorker<S> {
             let shard = self.in_shard.get(k).copied().unwrap_or(NO_SHARD) as usize;
             match outcome {
                 EntryOutcome::Accepted => {
-                    if let Some(c) = cur.counters.get(shard) {
-                        kb_core::metrics::add(&c.sent, 1);
-                    }
+                    // Counted on the shard the answer names (a reshard may have moved the
+                    // key), the predicted one when the answer names none.
+                    let mut counted = shard;
                     let answered = if check_ids { ids.next() } else { None };
-                    if let (Some(id), Some(s)) = (answered, cur.map.shards().get(shard)) {
-                        stale |= id != s.id.as_bytes();
+                    if let Some(id) = answered {
+                        if cur
+                            .map
+                            .shards()
+                            .get(shard)
+                            .is_none_or(|s| id != s.id.as_bytes())
+                        {
+                            stale = true;
+                            counted = cur
+                                .map
+                                .shards()
+                                .iter()
+                                .position(|s| id == s.id.as_bytes())
+                                .unwrap_or(usize::MAX);
+                        }
+                    }
+                    if let Some(c) = cur.counters.get(counted) {
+                        kb_core::metrics::add(&c.sent, 1);
                     }
                 }
                 EntryOutcome::Failed { code, .. } if code == THROUGHPUT_EXCEEDED => {
