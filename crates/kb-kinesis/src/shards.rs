@@ -614,23 +614,24 @@ mod tests {
             end: 0,
         });
         st.install(shards, now);
-        let mut g = st.lock();
-        let c = g.as_mut().unwrap();
-        assert_eq!(c.generation, 2);
-        let first = c
-            .map
-            .shards()
-            .iter()
-            .position(|s| s.id == "shardId-000000000000")
-            .unwrap();
-        assert!(
-            !c.buckets[first].has_room(now, 1),
-            "kept shard keeps its bucket"
-        );
-        let new = c.map.shards().iter().position(|s| s.id == "new").unwrap();
-        assert!(c.buckets[new].has_room(now, 1));
-        kb_core::metrics::add(&c.counters[new].sent, 3);
-        drop(g);
+        {
+            let mut g = st.lock();
+            let c = g.as_mut().unwrap();
+            assert_eq!(c.generation, 2);
+            let first = c
+                .map
+                .shards()
+                .iter()
+                .position(|s| s.id == "shardId-000000000000")
+                .unwrap();
+            assert!(
+                !c.buckets[first].has_room(now, 1),
+                "kept shard keeps its bucket"
+            );
+            let new = c.map.shards().iter().position(|s| s.id == "new").unwrap();
+            assert!(c.buckets[new].has_room(now, 1));
+            kb_core::metrics::add(&c.counters[new].sent, 3);
+        }
         assert_eq!(
             reg.counter_value(SHARD_SENT, &[("name", "out"), ("shard", "new")]),
             3
