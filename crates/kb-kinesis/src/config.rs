@@ -928,6 +928,17 @@ pub fn parse_flavour(
             records_per_s,
         })
     } else {
+        for k in [
+            "shard_refresh_interval",
+            "shard_max_bytes_per_s",
+            "shard_max_records_per_s",
+        ] {
+            if p.get(k)
+                .is_some_and(|x| x.location != kb_config::Location::Default)
+            {
+                warnings.push(format!("'{k}' has no effect without 'shard_aware on'"));
+            }
+        }
         None
     };
     errors.extend(file_errors);
