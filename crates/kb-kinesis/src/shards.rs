@@ -6,7 +6,7 @@
 //!
 //! The state is shared by the output's workers: the buckets count what every worker sends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -199,33 +199,58 @@ pub struct Limits {
     pub records_per_s: f64,
 }
 
-/// A token bucket of one shard: records and bytes refill at the limits, up to one second's
-/// worth (Kinesis measures its limits per second, so a fuller burst would be throttled).
+/// How long spent tokens stay spent: Kinesis counts its limits per second (ferrokinesis in a
+/// second that starts at the first write after the last one ended); the extra 50 ms absorb the
+/// network's jitter, so that a second of the service never sees more than one of ours.
+pub const WINDOW: Duration = Duration::from_millis(1050);
+
+/// How long a shard that answered `ProvisionedThroughputExceededException` takes nothing.
+pub const THROTTLED_PAUSE: Duration = Duration::from_millis(100);
+
+/// The token bucket of one shard: a second's worth of records and bytes, and tokens spent come
+/// back [`WINDOW`] later (not continuously): so that no window of a second ever holds more
+/// than the limits, which a continuously refilled bucket allows up to twice over.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     limits: Limits,
+    /// What was spent in the last window: (when, records, bytes), oldest first.
+    spent: VecDeque<(Instant, f64, f64)>,
     records: f64,
     bytes: f64,
-    last: Instant,
+    /// No tokens before this (after a throttling answer).
+    paused_until: Option<Instant>,
 }
 
 impl TokenBucket {
     /// A full bucket at `limits`.
-    pub fn new(limits: Limits, now: Instant) -> Self {
+    pub fn new(limits: Limits, _now: Instant) -> Self {
         TokenBucket {
             limits,
-            records: limits.records_per_s,
-            bytes: limits.bytes_per_s,
-            last: now,
+            spent: VecDeque::new(),
+            records: 0.0,
+            bytes: 0.0,
+            paused_until: None,
         }
     }
 
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now.max(self.last);
-        self.records =
-            (self.records + dt * self.limits.records_per_s).min(self.limits.records_per_s);
-        self.bytes = (self.bytes + dt * self.limits.bytes_per_s).min(self.limits.bytes_per_s);
+    /// Tokens spent a window ago come back.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, r, b)) = self.spent.front() {
+            if now.saturating_duration_since(t) < WINDOW {
+                break;
+            }
+            self.spent.pop_front();
+            self.records -= r;
+            self.bytes -= b;
+        }
+        if self.spent.is_empty() {
+            // No float residue once nothing is spent.
+            self.records = 0.0;
+            self.bytes = 0.0;
+        }
+        if self.paused_until.is_some_and(|p| now >= p) {
+            self.paused_until = None;
+        }
     }
 
     /// What a record of `bytes` needs: a record bigger than a second's worth of bytes needs a
@@ -234,10 +259,16 @@ impl TokenBucket {
         (bytes as f64).min(self.limits.bytes_per_s)
     }
 
+    fn fits(&self, need: f64) -> bool {
+        self.paused_until.is_none()
+            && self.records + 1.0 <= self.limits.records_per_s
+            && self.bytes + need <= self.limits.bytes_per_s
+    }
+
     /// Whether a record of `bytes` fits now.
     pub fn has_room(&mut self, now: Instant, bytes: u64) -> bool {
-        self.refill(now);
-        self.records >= 1.0 && self.bytes >= self.need(bytes)
+        self.expire(now);
+        self.fits(self.need(bytes))
     }
 
     /// Take one record of `bytes` if it fits.
@@ -245,32 +276,60 @@ impl TokenBucket {
         if !self.has_room(now, bytes) {
             return false;
         }
-        self.records -= 1.0;
-        self.bytes -= self.need(bytes);
+        let need = self.need(bytes);
+        self.records += 1.0;
+        self.bytes += need;
+        // One entry per instant: a request's records of a shard share one.
+        match self.spent.back_mut() {
+            Some((t, r, b)) if *t == now => {
+                *r += 1.0;
+                *b += need;
+            }
+            _ => self.spent.push_back((now, 1.0, need)),
+        }
         true
     }
 
-    /// Give back what [`TokenBucket::try_take`] took for a record that was not sent.
+    /// Give back what the last [`TokenBucket::try_take`] took for a record that was not sent.
     pub fn refund(&mut self, bytes: u64) {
-        self.records = (self.records + 1.0).min(self.limits.records_per_s);
-        self.bytes = (self.bytes + self.need(bytes)).min(self.limits.bytes_per_s);
+        let need = self.need(bytes);
+        if let Some((_, r, b)) = self.spent.back_mut() {
+            *r -= 1.0;
+            *b -= need;
+            self.records -= 1.0;
+            self.bytes -= need;
+            if *r <= 0.0 {
+                self.spent.pop_back();
+            }
+        }
     }
 
     /// How long until a record of `bytes` fits.
     pub fn wait_for(&mut self, now: Instant, bytes: u64) -> Duration {
-        self.refill(now);
-        let r = (1.0 - self.records).max(0.0) / self.limits.records_per_s;
-        let b = (self.need(bytes) - self.bytes).max(0.0) / self.limits.bytes_per_s;
-        Duration::from_secs_f64(r.max(b))
+        self.expire(now);
+        let need = self.need(bytes);
+        let pause = self
+            .paused_until
+            .map_or(Duration::ZERO, |p| p.saturating_duration_since(now));
+        let (mut records, mut used) = (self.records, self.bytes);
+        let mut at = now;
+        for &(t, r, b) in &self.spent {
+            if records + 1.0 <= self.limits.records_per_s && used + need <= self.limits.bytes_per_s
+            {
+                break;
+            }
+            records -= r;
+            used -= b;
+            at = t + WINDOW;
+        }
+        at.saturating_duration_since(now).max(pause)
     }
 
-    /// The shard answered `ProvisionedThroughputExceededException` (other writers, or the
-    /// service's second not aligned with ours): empty the bucket and owe a tenth of a second,
-    /// so the shard's records wait instead of being throttled again at once.
+    /// The shard answered `ProvisionedThroughputExceededException` (other writers, or a
+    /// second of the service not aligned with ours): take nothing for [`THROTTLED_PAUSE`], so
+    /// its records wait instead of being throttled again at once.
     pub fn throttled(&mut self, now: Instant) {
-        self.refill(now);
-        self.records = -0.1 * self.limits.records_per_s;
-        self.bytes = -0.1 * self.limits.bytes_per_s;
+        self.paused_until = Some(now + THROTTLED_PAUSE);
     }
 }
 
@@ -548,16 +607,44 @@ mod tests {
             assert!(b.try_take(now, 1));
         }
         assert!(!b.try_take(now, 1));
-        assert_eq!(b.wait_for(now, 1), Duration::from_millis(100));
-        tokio::time::advance(Duration::from_millis(100)).await;
-        let now = Instant::now();
-        assert!(b.try_take(now, 1));
-        assert!(!b.try_take(now, 1));
+        assert_eq!(b.wait_for(now, 1), WINDOW);
+        // Spent tokens come back a window later, not bit by bit.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(!b.try_take(Instant::now(), 1));
+        assert_eq!(
+            b.wait_for(Instant::now(), 1),
+            WINDOW - Duration::from_millis(500)
+        );
+        tokio::time::advance(Duration::from_millis(550)).await;
+        assert!(b.try_take(Instant::now(), 1));
         // Never more than one second's worth after idling.
         tokio::time::advance(Duration::from_secs(10)).await;
         let now = Instant::now();
         let taken = (0..100).filter(|_| b.try_take(now, 1)).count();
         assert_eq!(taken, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_second_ever_holds_more_than_the_limit() {
+        // Take greedily every 7 ms for 5 s: every interval of one second holds at most 10.
+        let mut b = TokenBucket::new(LIMITS, Instant::now());
+        let t0 = Instant::now();
+        let mut times = Vec::new();
+        while t0.elapsed() < Duration::from_secs(5) {
+            while b.try_take(Instant::now(), 1) {
+                times.push(Instant::now());
+            }
+            tokio::time::advance(Duration::from_millis(7)).await;
+        }
+        for (i, &t) in times.iter().enumerate() {
+            let within = times[i..]
+                .iter()
+                .take_while(|&&u| u < t + Duration::from_secs(1))
+                .count();
+            assert!(within <= 10, "{within} records in the second from {i}");
+        }
+        // And the limit is used: about 10 per 1.05 s.
+        assert!(times.len() >= 45, "{}", times.len());
     }
 
     #[tokio::test(start_paused = true)]
@@ -570,8 +657,15 @@ mod tests {
         b.refund(400);
         assert!(b.has_room(now, 400));
         assert!(!b.has_room(now, 401));
-        // 200 bytes missing at 1000 B/s: 200 ms.
-        assert_eq!(b.wait_for(now, 600), Duration::from_millis(200));
+        assert_eq!(b.wait_for(now, 600), WINDOW);
+        // The later spending comes back later: 100 bytes spent at +300 ms do not delay a record
+        // that fits once the first 600 are back.
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert!(b.try_take(Instant::now(), 100));
+        assert_eq!(
+            b.wait_for(Instant::now(), 600),
+            WINDOW - Duration::from_millis(300)
+        );
         // A record bigger than a second's worth goes when the bucket is full.
         let mut full = TokenBucket::new(LIMITS, now);
         assert!(full.try_take(now, 5000));
@@ -584,9 +678,8 @@ mod tests {
         let mut b = TokenBucket::new(LIMITS, now);
         b.throttled(now);
         assert!(!b.has_room(now, 1));
-        // Owes 0.1 s of records, then needs one record: 200 ms in all.
-        assert_eq!(b.wait_for(now, 1), Duration::from_millis(200));
-        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(b.wait_for(now, 1), THROTTLED_PAUSE);
+        tokio::time::advance(THROTTLED_PAUSE).await;
         assert!(b.try_take(Instant::now(), 1));
     }
 
