@@ -368,3 +368,95 @@ async fn reshard_mid_run_is_followed() {
         .count();
     assert_eq!(b_in_old, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kpl_aggregates_are_limited_by_their_key_shard() {
+    use kb_kinesis::aggregate::deaggregate;
+    let ferro = Ferrokinesis::start_with(FerroOptions {
+        enforce_limits: true,
+        extra_args: vec![],
+    });
+    let kds = Kds::new(&ferro.endpoint(), "us-east-1");
+    kds.create_stream("agg", 4).await.unwrap();
+    // 1 KiB records: 3 MiB of the hot key is three aggregates of about 1 MiB, each a second
+    // of its shard's byte limit; the random-key records are packed under random keys.
+    let n = 3000;
+    let pad = "y".repeat(1000);
+    let mut input = String::new();
+    let mut want = Vec::new();
+    for i in 0..n {
+        for l in [
+            format!("{{\"pk\":\"hot\",\"k\":\"h\",\"i\":{i},\"p\":\"{pad}\"}}\n"),
+            format!("{{\"k\":\"u\",\"i\":{i},\"p\":\"{pad}\"}}\n"),
+        ] {
+            want.push(l.as_bytes().to_vec());
+            input.push_str(&l);
+        }
+    }
+    let mut a = Agent::start(
+        &ferro.endpoint(),
+        "agg",
+        "    shard_aware on\n    aggregation on\n",
+    );
+    a.feed(input.into_bytes());
+    let start = Instant::now();
+    loop {
+        let users: usize = ferro
+            .captured()
+            .iter()
+            .map(|r| match deaggregate(&r.data) {
+                Ok(Some(inner)) => inner.len(),
+                _ => 1,
+            })
+            .sum();
+        if users >= 2 * n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{users} records after 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pte = a.metric(
+        "fluentbit_kinesis_streams_record_errors_total",
+        &[&format!("error_code=\"{PTE}\"")],
+    );
+    let sent = a.metric("fluentbit_kinesis_streams_shard_sent_records_total", &[]);
+    let out = a.finish().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = kds.read_all("agg").await.unwrap();
+    eprintln!(
+        "aggregation: {} Kinesis records, {sent} counted sent, {pte} PTE",
+        read.len()
+    );
+    assert_eq!(
+        sent,
+        read.len() as u64,
+        "aggregates counted on their shards"
+    );
+    let mut got = Vec::new();
+    for r in &read {
+        match deaggregate(&r.data).expect("valid aggregate") {
+            Some(inner) => {
+                for u in inner {
+                    assert_eq!(u.partition_key, r.partition_key, "table key = outer key");
+                    got.push(u.data.to_vec());
+                }
+            }
+            None => got.push(r.data.clone()),
+        }
+    }
+    assert_exactly_once(want, got);
+    // Every hot aggregate is on the hot key's shard, as predicted.
+    let hot_shards: HashSet<&str> = read
+        .iter()
+        .filter(|r| r.partition_key == "hot")
+        .map(|r| r.shard_id.as_str())
+        .collect();
+    assert_eq!(hot_shards.len(), 1, "{hot_shards:?}");
+    assert_eq!(
+        pte, 0,
+        "aggregates kept under the byte limit of their shard"
+    );
+}
