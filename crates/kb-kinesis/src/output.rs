@@ -485,6 +485,15 @@ impl<S: Service> KinesisWorker<S> {
                     st.listing_failed(tokio::time::Instant::now());
                 }
             }
+        } else {
+            // Another worker lists the shards for the first time: wait for its map (a few
+            // milliseconds) rather than send blind and pack by key.
+            for _ in 0..1000 {
+                if !st.first_listing_pending() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         let guard = st.lock();
         let Some(cur) = guard.as_ref() else { return };
@@ -861,6 +870,12 @@ fn service_name<S: Service>() -> &'static str {
 #[async_trait]
 impl<S: Service> OutputWorker for KinesisWorker<S> {
     async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
+        if let Some(st) = self.shards.clone() {
+            // The map before preparing: KPL aggregates are packed by its shards.
+            self.refresh_shards().await;
+            let map = st.lock().as_ref().map(|c| c.map.clone());
+            self.preparer.set_shard_map(map);
+        }
         self.preparer.prepare(
             chunk,
             progress,

@@ -347,8 +347,8 @@ pub struct ShardCounters {
 /// The current map with each shard's bucket and counters.
 #[derive(Debug)]
 pub struct Current {
-    /// The open shards.
-    pub map: ShardMap,
+    /// The open shards (shared with the preparers, which pack KPL aggregates by shard).
+    pub map: Arc<ShardMap>,
     /// One bucket per shard of `map`, same order.
     pub buckets: Vec<TokenBucket>,
     /// One set of counters per shard of `map`, same order.
@@ -413,6 +413,11 @@ impl ShardState {
             .is_ok()
     }
 
+    /// Whether there is no map yet while a worker is listing the shards.
+    pub fn first_listing_pending(&self) -> bool {
+        self.listing.load(Ordering::Acquire) && self.lock().is_none()
+    }
+
     /// The listing failed: keep the old map (if any) and try again after a while.
     pub fn listing_failed(&self, now: Instant) {
         if let Some(c) = &mut *self.lock() {
@@ -432,8 +437,8 @@ impl ShardState {
                 let old: HashMap<String, TokenBucket> = c
                     .map
                     .shards
-                    .into_iter()
-                    .map(|s| s.id)
+                    .iter()
+                    .map(|s| s.id.clone())
                     .zip(c.buckets)
                     .collect();
                 (old, c.generation + 1)
@@ -465,7 +470,7 @@ impl ShardState {
             })
             .collect();
         *guard = Some(Current {
-            map,
+            map: Arc::new(map),
             buckets,
             counters,
             generation,

@@ -379,7 +379,8 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
     let kds = Kds::new(&ferro.endpoint(), "us-east-1");
     kds.create_stream("agg", 4).await.unwrap();
     // 1 KiB records: 3 MiB of the hot key is three aggregates of about 1 MiB, each a second
-    // of its shard's byte limit; the random-key records are packed under random keys.
+    // of its shard's byte limit; the random-key records are packed under random keys; the
+    // records of 200 other keys are packed per shard (each aggregate holds many keys).
     let n = 3000;
     let pad = "y".repeat(1000);
     let mut input = String::new();
@@ -388,6 +389,10 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
         for l in [
             format!("{{\"pk\":\"hot\",\"k\":\"h\",\"i\":{i},\"p\":\"{pad}\"}}\n"),
             format!("{{\"k\":\"u\",\"i\":{i},\"p\":\"{pad}\"}}\n"),
+            format!(
+                "{{\"pk\":\"m{}\",\"k\":\"m\",\"i\":{i},\"p\":\"{pad}\"}}\n",
+                i % 200
+            ),
         ] {
             want.push(l.as_bytes().to_vec());
             input.push_str(&l);
@@ -409,7 +414,7 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
                 _ => 1,
             })
             .sum();
-        if users >= 2 * n {
+        if users >= 3 * n {
             break;
         }
         assert!(
@@ -435,18 +440,48 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
         read.len() as u64,
         "aggregates counted on their shards"
     );
+    // The stream's map, read independently of the agent.
+    let (shards, _) = kb_kinesis::shards::parse_list_shards(
+        &kds.call_raw("ListShards", br#"{"StreamName":"agg"}"#.to_vec())
+            .await
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let map = kb_kinesis::shards::ShardMap::new(shards);
+    let shard_of = |key: &str| map.shards()[map.shard_of_key(key).unwrap()].id.clone();
     let mut got = Vec::new();
+    let mut multi_key = 0;
     for r in &read {
         match deaggregate(&r.data).expect("valid aggregate") {
             Some(inner) => {
+                let keys: HashSet<&str> = inner.iter().map(|u| u.partition_key).collect();
+                multi_key += usize::from(keys.len() > 1);
                 for u in inner {
-                    assert_eq!(u.partition_key, r.partition_key, "table key = outer key");
+                    // Every record of an aggregate belongs to the shard the aggregate reached.
+                    assert_eq!(
+                        shard_of(u.partition_key),
+                        r.shard_id,
+                        "key {}",
+                        u.partition_key
+                    );
                     got.push(u.data.to_vec());
                 }
             }
             None => got.push(r.data.clone()),
         }
     }
+    // The 200 keys' records packed per shard: packed per key they would need at least 200
+    // Kinesis records (one or more per key).
+    let m_records = read
+        .iter()
+        .filter(|r| r.partition_key.starts_with('m'))
+        .count();
+    eprintln!(
+        "{m_records} Kinesis records carry the 200 keys' records, {multi_key} hold several keys"
+    );
+    assert!(multi_key >= 4, "{multi_key} aggregates of several keys");
+    assert!(m_records < 100, "{m_records} Kinesis records for 200 keys");
     assert_exactly_once(want, got);
     // Every hot aggregate is on the hot key's shard, as predicted.
     let hot_shards: HashSet<&str> = read
