@@ -26,7 +26,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(endpoint: &str, stream: &str, output_extra: &str) -> Agent {
+    fn start(endpoint: &str, stream: &str, workers: u32, output_extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("kb.conf");
@@ -37,7 +37,7 @@ impl Agent {
                  HTTP_Server On\n    HTTP_Listen 127.0.0.1\n    HTTP_Port {port}\n\n\
                  [INPUT]\n    Name stdin\n\n\
                  [OUTPUT]\n    Name kinesis_streams\n    Match *\n    stream {stream}\n    region us-east-1\n    \
-                 endpoint {endpoint}\n    partition_key $pk\n    retry_limit no_limits\n    workers 2\n{output_extra}"
+                 endpoint {endpoint}\n    partition_key $pk\n    retry_limit no_limits\n    workers {workers}\n{output_extra}"
             ),
         )
         .unwrap();
@@ -212,7 +212,7 @@ async fn hot_run(shard_aware: bool) -> HotRun {
         "    shard_aware {}\n",
         if shard_aware { "on" } else { "off" }
     );
-    let mut a = Agent::start(&ferro.endpoint(), "hot", &extra);
+    let mut a = Agent::start(&ferro.endpoint(), "hot", 2, &extra);
     let start = Instant::now();
     a.feed(input.into_bytes());
     let done = wait_classes(
@@ -283,6 +283,107 @@ async fn hot_key_waits_for_its_shard_while_the_others_go_on() {
     );
 }
 
+struct PacedRun {
+    pte: u64,
+    uniform_done: Duration,
+    hot_done: Duration,
+}
+
+/// For 5 s, every 100 ms: 300 records of one hot key (3,000/s, three times a shard's record
+/// limit) and 100 random-key records (1,000/s over 4 shards), into a 4-shard stream; 8 workers,
+/// so that the chunks of those 5 s are all in flight while the hot key's backlog drains.
+async fn paced_run(shard_aware: bool) -> PacedRun {
+    let ferro = Ferrokinesis::start_with(FerroOptions {
+        enforce_limits: true,
+        extra_args: vec![],
+    });
+    let kds = Kds::new(&ferro.endpoint(), "us-east-1");
+    kds.create_stream("hot", 4).await.unwrap();
+    let extra = format!(
+        "    shard_aware {}\n",
+        if shard_aware { "on" } else { "off" }
+    );
+    let mut a = Agent::start(&ferro.endpoint(), "hot", 8, &extra);
+    let (ticks, hot, uniform) = (50, 300, 100);
+    let mut want = Vec::new();
+    let mut inputs = Vec::new();
+    for t in 0..ticks {
+        let mut s = String::new();
+        for j in 0..hot {
+            s.push_str(&line("h", t * hot + j, Some("hot")));
+        }
+        for j in 0..uniform {
+            s.push_str(&line("u", t * uniform + j, None));
+        }
+        want.extend(s.lines().map(|l| format!("{l}\n").into_bytes()));
+        inputs.push(s.into_bytes());
+    }
+    let mut stdin = a.stdin.take().expect("stdin");
+    let start = Instant::now();
+    let feeder = std::thread::spawn(move || {
+        for (t, input) in inputs.into_iter().enumerate() {
+            stdin.write_all(&input).expect("write stdin");
+            let next = start + Duration::from_millis(100 * (t as u64 + 1));
+            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+        stdin
+    });
+    let done = wait_classes(
+        &ferro,
+        start,
+        &[("u", ticks * uniform), ("h", ticks * hot)],
+        Duration::from_secs(50),
+    )
+    .await;
+    a.stdin = Some(feeder.join().expect("feeder"));
+    let pte = a.metric(
+        "fluentbit_kinesis_streams_record_errors_total",
+        &[&format!("error_code=\"{PTE}\"")],
+    );
+    let out = a.finish().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<Vec<u8>> = kds
+        .read_all("hot")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.data)
+        .collect();
+    assert_exactly_once(want, got);
+    PacedRun {
+        pte,
+        uniform_done: done[0],
+        hot_done: done[1],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sustained_hot_key_does_not_delay_the_other_shards() {
+    let on = paced_run(true).await;
+    let off = paced_run(false).await;
+    eprintln!(
+        "paced, shard_aware on: {} PTE, uniform done {:?}, hot done {:?}; off: {} PTE, uniform done {:?}, hot done {:?}",
+        on.pte, on.uniform_done, on.hot_done, off.pte, off.uniform_done, off.hot_done
+    );
+    assert!(
+        off.pte >= 10 && off.pte >= 10 * on.pte,
+        "PTE answers: on {} vs off {}",
+        on.pte,
+        off.pte
+    );
+    // 15,000 hot records need 15 s of their shard: the hot key was over its limit throughout.
+    assert!(on.hot_done >= Duration::from_secs(14), "{:?}", on.hot_done);
+    // The random-key records are in soon after the 5 s of feeding, long before the hot key's.
+    assert!(
+        on.uniform_done <= Duration::from_secs(8),
+        "uniform {:?} (hot {:?})",
+        on.uniform_done,
+        on.hot_done
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reshard_mid_run_is_followed() {
     let ferro = Ferrokinesis::start_with(FerroOptions {
@@ -307,6 +408,7 @@ async fn reshard_mid_run_is_followed() {
     let mut a = Agent::start(
         &ferro.endpoint(),
         "rs",
+        2,
         "    shard_aware on\n    shard_refresh_interval 1\n",
     );
     let start = Instant::now();
@@ -401,6 +503,7 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
     let mut a = Agent::start(
         &ferro.endpoint(),
         "agg",
+        2,
         "    shard_aware on\n    aggregation on\n",
     );
     a.feed(input.into_bytes());
