@@ -37,7 +37,7 @@ use crate::route::MissingStreams;
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
 use crate::shards::{
-    answered_shard_ids, list_shards_request, parse_list_shards, Limits, Shard, ShardState,
+    answered_shard_ids_any, list_shards_request, parse_list_shards, Limits, Shard, ShardState,
 };
 
 /// The `kinesis_streams` output plugin (Fluent Bit's, Kinesis Data Streams).
@@ -684,8 +684,7 @@ impl<S: Service> KinesisWorker<S> {
             return false;
         }
         let now = tokio::time::Instant::now();
-        let check_ids = self.body.protocol() == crate::encode::Protocol::Json;
-        let mut ids = answered_shard_ids(body);
+        let mut ids = answered_shard_ids_any(body).into_iter();
         let mut regulated = true;
         let mut stale = false;
         for (k, outcome) in resp.outcomes().enumerate() {
@@ -695,7 +694,7 @@ impl<S: Service> KinesisWorker<S> {
                     // Counted on the shard the answer names (a reshard may have moved the
                     // key), the predicted one when the answer names none.
                     let mut counted = shard;
-                    let answered = if check_ids { ids.next() } else { None };
+                    let answered = ids.next();
                     if let Some(id) = answered {
                         if cur
                             .map

@@ -190,6 +190,46 @@ pub fn answered_shard_ids(body: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     })
 }
 
+/// The `ShardId` values of a CBOR PutRecords answer, in order: each `"ShardId"` key (a
+/// seven-byte text head) and the text after it, read by its CBOR head.
+pub fn answered_shard_ids_cbor(body: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    const NEEDLE: &[u8] = b"\x67ShardId";
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let at = body[pos..]
+            .windows(NEEDLE.len())
+            .position(|w| w == NEEDLE)?;
+        let head = pos + at + NEEDLE.len();
+        pos = head;
+        let b = *body.get(head)?;
+        if b & 0xe0 != 0x60 {
+            // Not a text value (e.g. the key inside some other string): look further.
+            continue;
+        }
+        let (len, start) = match b & 0x1f {
+            n @ 0..=23 => (n as usize, head + 1),
+            24 => (*body.get(head + 1)? as usize, head + 2),
+            25 => (
+                u16::from_be_bytes([*body.get(head + 1)?, *body.get(head + 2)?]) as usize,
+                head + 3,
+            ),
+            _ => continue,
+        };
+        let end = start.checked_add(len)?;
+        let id = body.get(start..end)?;
+        pos = end;
+        return Some(id);
+    })
+}
+
+/// The `ShardId` values of a put answer in JSON (starting with `{`) or CBOR.
+pub fn answered_shard_ids_any(body: &[u8]) -> Vec<&[u8]> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => answered_shard_ids(body).collect(),
+        _ => answered_shard_ids_cbor(body).collect(),
+    }
+}
+
 /// The write limits of one shard.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -593,6 +633,18 @@ mod tests {
             vec![&b"shardId-000000000001"[..], &b"shardId-000000000007"[..]]
         );
         assert_eq!(answered_shard_ids(b"{}").count(), 0);
+        assert_eq!(answered_shard_ids_any(body), ids);
+        // The same answer in CBOR (as ciborium writes it: definite lengths).
+        let v = serde_json::json!({"FailedRecordCount": 0, "Records": [
+            {"SequenceNumber": "1", "ShardId": "shardId-000000000001"},
+            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "m"},
+            {"SequenceNumber": "2", "ShardId": "shardId-000000000007"}]});
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&v, &mut cbor).unwrap();
+        assert_eq!(answered_shard_ids_cbor(&cbor).collect::<Vec<_>>(), ids);
+        assert_eq!(answered_shard_ids_any(&cbor), ids);
+        // Truncated: no id past the end.
+        assert_eq!(answered_shard_ids_cbor(&cbor[..cbor.len() - 5]).count(), 1);
         assert_eq!(
             answered_shard_ids(br#"{"ShardId":"unterminated"#).count(),
             0
