@@ -466,12 +466,33 @@ impl<S: Service> KinesisWorker<S> {
         if st.claim_listing(tokio::time::Instant::now()) {
             match self.list_shards().await {
                 Ok(shards) => {
-                    tracing::info!(
-                        "[output {}] {} has {} open shards",
-                        self.settings.instance,
-                        self.settings.stream,
-                        shards.len()
-                    );
+                    let before: Option<Vec<String>> = st
+                        .lock()
+                        .as_ref()
+                        .map(|c| c.map.shards().iter().map(|s| s.id.clone()).collect());
+                    let mut now: Vec<String> = shards.iter().map(|s| s.id.clone()).collect();
+                    now.sort();
+                    // Info when the map is new or changed (a reshard); the periodic listings
+                    // that find the same shards at debug.
+                    let changed = before.is_none_or(|mut b| {
+                        b.sort();
+                        b != now
+                    });
+                    if changed {
+                        tracing::info!(
+                            "[output {}] {} has {} open shards",
+                            self.settings.instance,
+                            self.settings.stream,
+                            shards.len()
+                        );
+                    } else {
+                        tracing::debug!(
+                            "[output {}] {}: the same {} open shards",
+                            self.settings.instance,
+                            self.settings.stream,
+                            shards.len()
+                        );
+                    }
                     st.install(shards, tokio::time::Instant::now());
                 }
                 Err(e) => {
