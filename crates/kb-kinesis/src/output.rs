@@ -498,7 +498,7 @@ impl<S: Service> KinesisWorker<S> {
                 Err(e) => {
                     if let Some(n) = self.limiter.allow("list_shards") {
                         tracing::error!(
-                            "ListShards of {} failed: {e}; sending without shard limits until it succeeds{}",
+                            "ListShards of {} failed: {e}; keeping the shard map it has (without one, sending without shard limits) and trying again in 5 s{}",
                             self.settings.stream,
                             suppressed_note(n)
                         );

@@ -410,7 +410,12 @@ pub struct ShardState {
     stale: AtomicBool,
     /// One worker lists at a time; the others go on with the map they have.
     listing: AtomicBool,
+    /// No listing before this, after a failed one.
+    next_try: Mutex<Option<Instant>>,
 }
+
+/// How long after a failed ListShards the next is tried.
+pub const RETRY_LISTING: Duration = Duration::from_secs(5);
 
 impl ShardState {
     /// An empty state (no map yet) for instance `instance`.
@@ -425,6 +430,7 @@ impl ShardState {
             current: Mutex::new(None),
             stale: AtomicBool::new(false),
             listing: AtomicBool::new(false),
+            next_try: Mutex::new(None),
         }
     }
 
@@ -442,6 +448,11 @@ impl ShardState {
     /// refresh interval. Claims the listing: the caller must [`ShardState::install`] or
     /// [`ShardState::listing_failed`].
     pub fn claim_listing(&self, now: Instant) -> bool {
+        let next_try = *self.next_try.lock().unwrap_or_else(|e| e.into_inner());
+        if next_try.is_some_and(|t| now < t) {
+            // A listing failed lately: not before the retry time, whatever is due.
+            return false;
+        }
         let due = self.stale.load(Ordering::Relaxed)
             || match &*self.lock() {
                 None => true,
@@ -458,13 +469,10 @@ impl ShardState {
         self.listing.load(Ordering::Acquire) && self.lock().is_none()
     }
 
-    /// The listing failed: keep the old map (if any) and try again after a while.
+    /// The listing failed: keep the old map (if any) and try again in [`RETRY_LISTING`]
+    /// (not at every request, which a missing `kinesis:ListShards` permission would cause).
     pub fn listing_failed(&self, now: Instant) {
-        if let Some(c) = &mut *self.lock() {
-            // Try again in at most 5 s rather than a whole refresh interval.
-            let back = self.refresh.saturating_sub(Duration::from_secs(5));
-            c.loaded = now.checked_sub(back).unwrap_or(c.loaded);
-        }
+        *self.next_try.lock().unwrap_or_else(|e| e.into_inner()) = Some(now + RETRY_LISTING);
         self.listing.store(false, Ordering::Release);
     }
 
@@ -518,6 +526,7 @@ impl ShardState {
         });
         drop(guard);
         kb_core::metrics::add(&self.loads, 1);
+        *self.next_try.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stale.store(false, Ordering::Relaxed);
         self.listing.store(false, Ordering::Release);
     }
@@ -789,6 +798,30 @@ mod tests {
         assert_eq!(reg.counter_value(SHARD_MAP_LOADS, &[("name", "out")]), 2);
         // Due again after the refresh interval.
         tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(st.claim_listing(Instant::now()));
+        // A failed listing is retried after RETRY_LISTING, not at once, even when stale.
+        st.listing_failed(Instant::now());
+        st.mark_stale();
+        assert!(!st.claim_listing(Instant::now()));
+        tokio::time::advance(RETRY_LISTING).await;
+        assert!(st.claim_listing(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_map_and_a_failed_listing_waits_too() {
+        let st = ShardState::new(
+            LIMITS,
+            Duration::from_secs(60),
+            Arc::new(Metrics::default()),
+            "out",
+        );
+        assert!(st.claim_listing(Instant::now()));
+        assert!(st.first_listing_pending());
+        st.listing_failed(Instant::now());
+        assert!(!st.first_listing_pending(), "the others go on blind");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!st.claim_listing(Instant::now()));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(st.claim_listing(Instant::now()));
     }
 }
