@@ -609,3 +609,36 @@ async fn kpl_aggregates_are_limited_by_their_key_shard() {
         "aggregates kept under the byte limit of their shard"
     );
 }
+
+/// Without `kinesis:ListShards` (kb-sink does not implement it) the output sends without shard
+/// limits: every record delivered, the failure logged, and ListShards tried again only every
+/// few seconds, not at every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_list_shards_sends_blind() {
+    use kb_testkit::sink::{Sink, SinkConfig};
+    let sink = Sink::start(SinkConfig::default().store(true)).await;
+    let n = 3000;
+    let input: String = (0..n).map(|i| line("u", i, None)).collect();
+    let mut a = Agent::start(&sink.endpoint(), "blind", 2, "    shard_aware on\n");
+    a.feed(input.into_bytes());
+    let start = Instant::now();
+    while sink.records().len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} records",
+            sink.records().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = a.finish().await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sink.records().len(), n, "exactly once");
+    let log = stderr(&out);
+    assert!(
+        log.contains("ListShards of blind failed: UnknownOperationException"),
+        "{log}"
+    );
+    // Unknown operations are the sink's bad requests: the ListShards calls, a few at most.
+    let listings = sink.stats().bad_requests;
+    assert!((1..=4).contains(&listings), "{listings} ListShards calls");
+}
