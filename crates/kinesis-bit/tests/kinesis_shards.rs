@@ -642,3 +642,78 @@ async fn failed_list_shards_sends_blind() {
     let listings = sink.stats().bad_requests;
     assert!((1..=4).contains(&listings), "{listings} ListShards calls");
 }
+
+/// `-h` lists the keys; `--dry-run` rejects bad values with located errors naming the key.
+#[test]
+fn help_lists_the_keys_and_dry_run_checks_them() {
+    let out = agent()
+        .args(["-o", "kinesis_streams", "-h"])
+        .output()
+        .expect("run -h");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    for k in [
+        "shard_aware",
+        "shard_refresh_interval",
+        "shard_max_bytes_per_s",
+        "shard_max_records_per_s",
+    ] {
+        assert!(help.contains(k), "{k} in\n{help}");
+    }
+    let out = agent()
+        .args([
+            "--dry-run",
+            "-i",
+            "dummy",
+            "-o",
+            "kinesis_streams",
+            "-m",
+            "*",
+        ])
+        .args([
+            "-p",
+            "stream=s",
+            "-p",
+            "region=us-east-1",
+            "-p",
+            "shard_aware=on",
+        ])
+        .args([
+            "-p",
+            "shard_refresh_interval=0",
+            "-p",
+            "shard_max_records_per_s=0",
+        ])
+        .output()
+        .expect("run --dry-run");
+    assert!(!out.status.success());
+    let log = stderr(&out);
+    assert!(
+        log.contains("-p shard_refresh_interval=0: [output kinesis_streams.0] shard_refresh_interval must be at least 1 second"),
+        "{log}"
+    );
+    assert!(
+        log.contains("-p shard_max_records_per_s=0: [output kinesis_streams.0] shard_max_records_per_s must be at least 1"),
+        "{log}"
+    );
+    let out = agent()
+        .args([
+            "--dry-run",
+            "-i",
+            "dummy",
+            "-o",
+            "kinesis_streams",
+            "-m",
+            "*",
+        ])
+        .args([
+            "-p",
+            "stream=s",
+            "-p",
+            "region=us-east-1",
+            "-p",
+            "shard_aware=on",
+        ])
+        .output()
+        .expect("run --dry-run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
