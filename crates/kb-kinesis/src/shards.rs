@@ -263,7 +263,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket at `limits`.
-    pub fn new(limits: Limits, _now: Instant) -> Self {
+    pub fn new(limits: Limits) -> Self {
         TokenBucket {
             limits,
             spent: VecDeque::new(),
@@ -499,7 +499,7 @@ impl ShardState {
             .map(|s| {
                 old_buckets
                     .remove(&s.id)
-                    .unwrap_or_else(|| TokenBucket::new(self.limits, now))
+                    .unwrap_or_else(|| TokenBucket::new(self.limits))
             })
             .collect();
         let counters = map
@@ -668,7 +668,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bucket_limits_records_per_second() {
         let now = Instant::now();
-        let mut b = TokenBucket::new(LIMITS, now);
+        let mut b = TokenBucket::new(LIMITS);
         for _ in 0..10 {
             assert!(b.try_take(now, 1));
         }
@@ -693,7 +693,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_second_ever_holds_more_than_the_limit() {
         // Take greedily every 7 ms for 5 s: every interval of one second holds at most 10.
-        let mut b = TokenBucket::new(LIMITS, Instant::now());
+        let mut b = TokenBucket::new(LIMITS);
         let t0 = Instant::now();
         let mut times = Vec::new();
         while t0.elapsed() < Duration::from_secs(5) {
@@ -716,7 +716,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bucket_limits_bytes_and_refunds() {
         let now = Instant::now();
-        let mut b = TokenBucket::new(LIMITS, now);
+        let mut b = TokenBucket::new(LIMITS);
         assert!(b.try_take(now, 600));
         assert!(!b.try_take(now, 600));
         assert!(b.try_take(now, 400));
@@ -733,7 +733,7 @@ mod tests {
             WINDOW - Duration::from_millis(300)
         );
         // A record bigger than a second's worth goes when the bucket is full.
-        let mut full = TokenBucket::new(LIMITS, now);
+        let mut full = TokenBucket::new(LIMITS);
         assert!(full.try_take(now, 5000));
         assert!(!full.has_room(now, 1));
     }
@@ -741,7 +741,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_shard_waits() {
         let now = Instant::now();
-        let mut b = TokenBucket::new(LIMITS, now);
+        let mut b = TokenBucket::new(LIMITS);
         b.throttled(now);
         assert!(!b.has_room(now, 1));
         assert_eq!(b.wait_for(now, 1), THROTTLED_PAUSE);
