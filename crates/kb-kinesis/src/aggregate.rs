@@ -52,6 +52,17 @@ const fn record_entry_len(data_len: usize) -> usize {
     1 + varint_len(m as u64) + m
 }
 
+/// [`record_msg_len`] for a record of key `index` in the table.
+const fn keyed_msg_len(index: u64, data_len: usize) -> usize {
+    1 + varint_len(index) + 1 + varint_len(data_len as u64) + data_len
+}
+
+/// [`record_entry_len`] for a record of key `index` in the table.
+const fn keyed_entry_len(index: u64, data_len: usize) -> usize {
+    let m = keyed_msg_len(index, data_len);
+    1 + varint_len(m as u64) + m
+}
+
 /// A KPL aggregated record under construction; reuse it (see [`KplAggregate::reset`]).
 #[derive(Debug, Clone, Default)]
 pub struct KplAggregate {
@@ -62,6 +73,9 @@ pub struct KplAggregate {
     count: usize,
     /// Where the last record's data sits in `proto` (for [`KplAggregate::single_record`]).
     last_data: std::ops::Range<usize>,
+    /// [`KplAggregate::push_keyed`]: the keys of the table and their indexes (empty until
+    /// a record of another key than the first is added).
+    table: std::collections::HashMap<String, u64>,
 }
 
 impl KplAggregate {
@@ -80,6 +94,7 @@ impl KplAggregate {
         self.key = s..self.proto.len();
         self.count = 0;
         self.last_data = 0..0;
+        self.table.clear();
     }
 
     /// The partition key given to [`KplAggregate::reset`].
@@ -114,6 +129,57 @@ impl KplAggregate {
         put_varint(&mut self.proto, record_msg_len(data.len()) as u64);
         self.proto
             .extend_from_slice(&[TAG_PARTITION_KEY_INDEX, 0, TAG_DATA]);
+        put_varint(&mut self.proto, data.len() as u64);
+        let s = self.proto.len();
+        self.proto.extend_from_slice(data);
+        self.last_data = s..self.proto.len();
+        self.count += 1;
+    }
+
+    /// The index `key` has (or would get) in the table.
+    fn index_of(&self, key: &str) -> (u64, bool) {
+        if key == self.key() {
+            return (0, true);
+        }
+        match self.table.get(key) {
+            Some(&i) => (i, true),
+            None => (self.table.len().max(1) as u64, false),
+        }
+    }
+
+    /// [`KplAggregate::size_with`] for a record of partition key `key` (added to the table
+    /// when new).
+    pub fn size_with_keyed(&self, key: &str, next_len: usize) -> usize {
+        let (index, known) = self.index_of(key);
+        let table = if known {
+            0
+        } else {
+            1 + varint_len(key.len() as u64) + key.len()
+        };
+        self.size() + table + keyed_entry_len(index, next_len)
+    }
+
+    /// Add a user record of partition key `key`, which may differ from the aggregate's (its
+    /// outer key): each record names its key in the table, as the KPL packs the records of one
+    /// shard (check [`KplAggregate::size_with_keyed`] against the limit first).
+    pub fn push_keyed(&mut self, key: &str, data: &[u8]) {
+        let (index, known) = self.index_of(key);
+        if !known {
+            if self.table.is_empty() {
+                // The first key, written by `reset`, is index 0.
+                self.table.insert(self.key().to_string(), 0);
+            }
+            // Repeated fields may interleave: the table keeps the order of appearance.
+            self.proto.push(TAG_PARTITION_KEY_TABLE);
+            put_varint(&mut self.proto, key.len() as u64);
+            self.proto.extend_from_slice(key.as_bytes());
+            self.table.insert(key.to_string(), index);
+        }
+        self.proto.push(TAG_RECORDS);
+        put_varint(&mut self.proto, keyed_msg_len(index, data.len()) as u64);
+        self.proto.push(TAG_PARTITION_KEY_INDEX);
+        put_varint(&mut self.proto, index);
+        self.proto.push(TAG_DATA);
         put_varint(&mut self.proto, data.len() as u64);
         let s = self.proto.len();
         self.proto.extend_from_slice(data);

@@ -19,6 +19,7 @@ use crate::gofmt::{go_partition_key, GoFormatOptions, GoFormatter};
 use crate::metrics::{DropReason, FallbackReason, KinesisMetrics};
 use crate::ratelimit::{suppressed_note, LogLimiter};
 use crate::route::{MissingStreams, StreamTemplate, Unresolved};
+use crate::shards::ShardMap;
 use crate::time_format::TimeFormat;
 
 /// The partition key of one Kinesis record.
@@ -159,6 +160,8 @@ pub struct Preparer {
     scratch: Vec<u8>,
     key_buf: String,
     kpl: KplAggregate,
+    /// `shard_aware`: the shard map KPL aggregates are packed by (`None`: by key).
+    shard_map: Option<Arc<ShardMap>>,
 }
 
 /// An empty msgpack map: the record a template of the tag alone is resolved against.
@@ -236,7 +239,14 @@ impl Preparer {
             scratch: Vec::new(),
             key_buf: String::new(),
             kpl: KplAggregate::default(),
+            shard_map: None,
         }
+    }
+
+    /// `shard_aware`: pack KPL aggregates per predicted shard of `map` (records of several
+    /// keys in one aggregate, whose first key decides its shard) rather than per key.
+    pub fn set_shard_map(&mut self, map: Option<Arc<ShardMap>>) {
+        self.shard_map = map;
     }
 
     /// Share the output's memory of missing streams (per-record streams) with this preparer.
@@ -640,6 +650,26 @@ impl Preparer {
         order
     }
 
+    /// [`Preparer::grouped_order`] by predicted shard: staged records grouped by stream and the
+    /// shard of their key (random keys apart, in one group), and each record's group.
+    fn grouped_order_by_shard(&self, keys: &str, map: &ShardMap) -> (Vec<usize>, Vec<usize>) {
+        let groups: Vec<usize> = self
+            .staged
+            .iter()
+            .map(|st| match &st.key {
+                Key::Random => 0,
+                Key::Fixed(r) => map.shard_of_key(&keys[r.clone()]).map_or(1, |i| i + 2),
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..self.staged.len()).collect();
+        let mut first_seen: HashMap<(u32, usize), usize> = Default::default();
+        for (i, &g) in groups.iter().enumerate() {
+            first_seen.entry((self.staged[i].stream, g)).or_insert(i);
+        }
+        order.sort_by_key(|&i| first_seen[&(self.staged[i].stream, groups[i])]);
+        (order, groups)
+    }
+
     /// §2.7: concatenate records with the same key up to the limit (measured before
     /// compression), then compress each aggregate if configured.
     fn pack_simple(
@@ -709,7 +739,13 @@ impl Preparer {
         metrics: &KinesisMetrics,
         limiter: &LogLimiter,
     ) {
-        let order = self.grouped_order(&out.keys);
+        // `shard_aware`: one group per predicted shard (a key in a gap of the map: group 1, by
+        // key as without a map).
+        let by_shard = self.shard_map.clone();
+        let (order, groups) = match &by_shard {
+            Some(map) => self.grouped_order_by_shard(&out.keys, map),
+            None => (self.grouped_order(&out.keys), Vec::new()),
+        };
         let mut rng = fastrand::Rng::new();
         let mut pos = 0;
         while pos < order.len() {
@@ -756,14 +792,33 @@ impl Preparer {
             let group_start = pos;
             while pos < order.len() {
                 let st = &self.staged[order[pos]];
+                // With a shard map, records of other keys of the same shard join (their own
+                // key in the table); a random key's group shares the table key.
+                let keyed = match (&st.key, &by_shard) {
+                    (Key::Fixed(r), Some(_)) if groups[order[group_start]] >= 2 => {
+                        Some(&out.keys[r.clone()])
+                    }
+                    _ => None,
+                };
+                let same = match keyed {
+                    Some(_) => groups[order[pos]] == groups[order[group_start]],
+                    None => same_key(&st.key, &key, &out.keys),
+                };
+                let size = match keyed {
+                    Some(k) => self.kpl.size_with_keyed(k, st.data.len()),
+                    None => self.kpl.size_with(st.data.len()),
+                };
                 if st.stream != stream
-                    || !same_key(&st.key, &key, &out.keys)
-                    || self.kpl.size_with(st.data.len()) > limit
+                    || !same
+                    || size > limit
                     || self.aggregate_skip_size.is_some_and(|s| st.data.len() >= s)
                 {
                     break;
                 }
-                self.kpl.push(&self.staging[st.data.clone()]);
+                match keyed {
+                    Some(k) => self.kpl.push_keyed(k, &self.staging[st.data.clone()]),
+                    None => self.kpl.push(&self.staging[st.data.clone()]),
+                }
                 out.members.push(st.record);
                 pos += 1;
             }

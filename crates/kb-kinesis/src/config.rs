@@ -97,7 +97,10 @@ pub const KEYS: &[KeySpec] = key_table![
     key("oversize_policy", KeyType::Enum(&["drop", "truncate"]), Some("drop"), "(kinesis-bit) What to do with records over max_record_size: drop or truncate."),
     key("healthcheck", Bool, Some("false"), "(kinesis-bit) Call DescribeStreamSummary at startup and fail when the stream is not usable."),
     key("proxy", Str, None, "(kinesis-bit) http://[user:pass@]host:port or https:// proxy for Kinesis and STS traffic."),
-    key("protocol", KeyType::Enum(&["json", "cbor"]), Some("json"), "(kinesis-bit) Wire protocol of PutRecords: json (application/x-amz-json-1.1, Data in base64) or cbor (application/x-amz-cbor-1.1 as the AWS Java SDK and the KPL send, Data as raw bytes)."),
+    key("protocol", KeyType::Enum(&["json", "cbor"]), Some("json"), "(kinesis-bit) Wire protocol of PutRecords: json (application/x-amz-json-1.1, Data in base64) or cbor (application/x-amz-cbor-1.1 as the AWS Java SDK and the KPL send, Data as raw bytes)."),    key("shard_aware", Bool, Some("false"), "(kinesis-bit) Predict each record's shard (ListShards, MD5 of the partition key) and keep every shard under its write limits, so a hot shard's records wait while the others go on; needs kinesis:ListShards."),
+    key("shard_refresh_interval", Time, Some("60"), "(kinesis-bit) With shard_aware: seconds between ListShards calls that follow resharding (also listed when an answer names an unknown shard), 1 or more."),
+    key("shard_max_bytes_per_s", Size, Some("1048576"), "(kinesis-bit) With shard_aware: bytes (Data plus partition key) per second and shard, at least 1024."),
+    key("shard_max_records_per_s", KeyType::Int, Some("1000"), "(kinesis-bit) With shard_aware: records per second and shard, at least 1."),
 ];
 
 /// Every key `kinesis_firehose` accepts besides the engine's generic ones: Fluent Bit's, then
@@ -246,6 +249,17 @@ pub enum Aggregation {
     Kpl,
 }
 
+/// The settings of `shard_aware on`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardAware {
+    /// `shard_refresh_interval`.
+    pub refresh: std::time::Duration,
+    /// `shard_max_bytes_per_s`.
+    pub bytes_per_s: u64,
+    /// `shard_max_records_per_s`.
+    pub records_per_s: u64,
+}
+
 /// The validated configuration of one output instance of the family.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -300,6 +314,8 @@ pub struct Settings {
     pub aggregate_max_size: usize,
     /// `kinesis`: records of at least this many bytes are not aggregated.
     pub aggregate_skip_size: Option<usize>,
+    /// `shard_aware`: the shard limits and refresh interval, or `None` (blind sending).
+    pub shard_aware: Option<ShardAware>,
     /// Startup warnings to log (unknown time conversions, keys without effect, ...).
     pub warnings: Vec<String>,
 }
@@ -865,6 +881,66 @@ pub fn parse_flavour(
         warnings.push("tls.verify is off: the server certificate is not checked".into());
     }
 
+    let shard_aware = if routed && flag("shard_aware", false) {
+        let refresh = p
+            .time_secs("shard_refresh_interval")
+            .ok()
+            .flatten()
+            .unwrap_or(60);
+        if refresh == 0 {
+            errors.push(p.error(
+                "shard_refresh_interval",
+                "shard_refresh_interval must be at least 1 second",
+            ));
+        }
+        let bytes_per_s = p
+            .size("shard_max_bytes_per_s")
+            .ok()
+            .flatten()
+            .unwrap_or(1 << 20);
+        if bytes_per_s < 1024 {
+            errors.push(p.error(
+                "shard_max_bytes_per_s",
+                format!("shard_max_bytes_per_s {bytes_per_s} is too small: use at least 1024"),
+            ));
+        }
+        let records_per_s = p
+            .u64("shard_max_records_per_s")
+            .ok()
+            .flatten()
+            .unwrap_or(1000);
+        if records_per_s == 0 {
+            errors.push(p.error(
+                "shard_max_records_per_s",
+                "shard_max_records_per_s must be at least 1",
+            ));
+        }
+        if stream_route.is_some() {
+            // The shard maps are per stream; one map is kept, for the one stream.
+            errors.push(p.error(
+                "shard_aware",
+                "'shard_aware' can not be used with a per-record stream template",
+            ));
+        }
+        Some(ShardAware {
+            refresh: std::time::Duration::from_secs(refresh),
+            bytes_per_s,
+            records_per_s,
+        })
+    } else {
+        for k in [
+            "shard_refresh_interval",
+            "shard_max_bytes_per_s",
+            "shard_max_records_per_s",
+        ] {
+            if p.get(k)
+                .is_some_and(|x| x.location != kb_config::Location::Default)
+            {
+                warnings.push(format!("'{k}' has no effect without 'shard_aware on'"));
+            }
+        }
+        None
+    };
     errors.extend(file_errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -919,6 +995,7 @@ pub fn parse_flavour(
         key_path,
         aggregate_max_size,
         aggregate_skip_size,
+        shard_aware,
         warnings,
     })
 }

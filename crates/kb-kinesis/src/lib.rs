@@ -21,6 +21,7 @@ mod response_scan;
 pub mod route;
 pub mod send;
 pub mod service;
+pub mod shards;
 pub mod time_format;
 
 pub use output::plugins;

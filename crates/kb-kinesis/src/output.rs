@@ -36,6 +36,9 @@ use crate::response::{parse_response_as, EntryOutcome};
 use crate::route::MissingStreams;
 use crate::send::{Answer, Sender};
 use crate::service::{Firehose, Service, Streams};
+use crate::shards::{
+    answered_shard_ids_any, list_shards_request, parse_list_shards, Limits, Shard, ShardState,
+};
 
 /// The `kinesis_streams` output plugin (Fluent Bit's, Kinesis Data Streams).
 pub const PLUGIN: OutputPlugin = OutputPlugin {
@@ -110,7 +113,19 @@ fn build<S: Service>(
             format!("[output {}] {w}", settings.instance),
         );
     }
+    let shards = settings.shard_aware.map(|sa| {
+        Arc::new(ShardState::new(
+            Limits {
+                bytes_per_s: sa.bytes_per_s as f64,
+                records_per_s: sa.records_per_s as f64,
+            },
+            sa.refresh,
+            svc.metrics.clone(),
+            &settings.instance,
+        ))
+    });
     Ok(Arc::new(KinesisOutput::<S> {
+        shards,
         metrics: KinesisMetrics::with_names(svc.metrics.clone(), metric_names, &settings.instance),
         settings: Arc::new(settings),
         limiter: Arc::new(LogLimiter::default()),
@@ -130,6 +145,8 @@ pub struct KinesisOutput<S: Service> {
     missing_streams: Arc<MissingStreams>,
     credentials: OnceCell<CredentialCache>,
     skew: Arc<ClockSkew>,
+    /// `shard_aware`: the shard map and buckets of all workers.
+    shards: Option<Arc<ShardState>>,
     service: std::marker::PhantomData<S>,
 }
 
@@ -287,7 +304,19 @@ impl<S: Service> Output for KinesisOutput<S> {
         }
         let mut preparer = Preparer::new(s);
         preparer.set_missing_streams(self.missing_streams.clone());
+        // ListShards is a control-plane call: a stream ARN's account has its own endpoint.
+        let list_sender = match (&self.shards, &s.control_endpoint) {
+            (Some(_), Some(ep)) => Some(self.sender(ep).await?),
+            _ => None,
+        };
         Ok(Box::new(KinesisWorker::<S> {
+            shards: self.shards.clone(),
+            list_sender,
+            shard_gen: 0,
+            req_gen: 0,
+            entry_shard: Vec::new(),
+            in_shard: Vec::new(),
+            delayed: Vec::new(),
             preparer,
             missing_streams: self.missing_streams.clone(),
             random_key_len: random_key_len(s.flavour),
@@ -324,7 +353,30 @@ pub struct KinesisWorker<S: Service> {
     in_request: Vec<usize>,
     key_buf: String,
     rng: fastrand::Rng,
+    /// `shard_aware`: the shared shard state (`None`: blind sending, today's path).
+    shards: Option<Arc<ShardState>>,
+    /// The sender of ListShards when it is not `sender` (a stream ARN's control endpoint).
+    list_sender: Option<Sender>,
+    /// The map generation `entry_shard` was computed with (0: not yet for this flush).
+    shard_gen: u64,
+    /// The map generation the request in flight was built with.
+    req_gen: u64,
+    /// Per entry: the predicted shard of its fixed key ([`NO_SHARD`]: random key or a gap).
+    entry_shard: Vec<u32>,
+    /// Per entry of the request in flight: the shard its tokens were taken from.
+    in_shard: Vec<u32>,
+    /// Per entry: already counted as delayed in this flush.
+    delayed: Vec<bool>,
 }
+
+/// No shard: a random key (drawn at each attempt) or a key in a gap of the map.
+const NO_SHARD: u32 = u32::MAX;
+
+/// Random keys drawn, at most, to find one whose shard has room.
+const RANDOM_DRAWS: usize = 16;
+
+/// `ProvisionedThroughputExceededException`.
+const THROUGHPUT_EXCEEDED: &str = "ProvisionedThroughputExceededException";
 
 /// How a split (§6.1: a whole-request rejection isolating a bad record) is progressing.
 #[derive(Default)]
@@ -402,6 +454,308 @@ impl<S: Service> KinesisWorker<S> {
             queue.pop_front();
             in_request.push(e);
         }
+    }
+
+    /// `shard_aware`: list the stream's shards when due (first flush, refresh interval, an
+    /// answer naming an unknown shard; one worker at a time), and predict the shards of this
+    /// flush's fixed keys again when the map changed.
+    async fn refresh_shards(&mut self) {
+        let Some(st) = self.shards.clone() else {
+            return;
+        };
+        if st.claim_listing(tokio::time::Instant::now()) {
+            match self.list_shards().await {
+                Ok(shards) => {
+                    let before: Option<Vec<String>> = st
+                        .lock()
+                        .as_ref()
+                        .map(|c| c.map.shards().iter().map(|s| s.id.clone()).collect());
+                    let mut now: Vec<String> = shards.iter().map(|s| s.id.clone()).collect();
+                    now.sort();
+                    // Info when the map is new or changed (a reshard); the periodic listings
+                    // that find the same shards at debug.
+                    let changed = before.is_none_or(|mut b| {
+                        b.sort();
+                        b != now
+                    });
+                    if changed {
+                        tracing::info!(
+                            "[output {}] {} has {} open shards",
+                            self.settings.instance,
+                            self.settings.stream,
+                            shards.len()
+                        );
+                    } else {
+                        tracing::debug!(
+                            "[output {}] {}: the same {} open shards",
+                            self.settings.instance,
+                            self.settings.stream,
+                            shards.len()
+                        );
+                    }
+                    st.install(shards, tokio::time::Instant::now());
+                }
+                Err(e) => {
+                    if let Some(n) = self.limiter.allow("list_shards") {
+                        tracing::error!(
+                            "ListShards of {} failed: {e}; keeping the shard map it has (without one, sending without shard limits) and trying again in 5 s{}",
+                            self.settings.stream,
+                            suppressed_note(n)
+                        );
+                    }
+                    st.listing_failed(tokio::time::Instant::now());
+                }
+            }
+        } else {
+            // Another worker lists the shards for the first time: wait for its map (a few
+            // milliseconds) rather than send blind and pack by key.
+            for _ in 0..1000 {
+                if !st.first_listing_pending() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let guard = st.lock();
+        let Some(cur) = guard.as_ref() else { return };
+        if cur.generation == self.shard_gen {
+            return;
+        }
+        self.shard_gen = cur.generation;
+        let prepared = &self.prepared;
+        self.entry_shard.clear();
+        self.entry_shard
+            .extend(prepared.entries.iter().map(|entry| {
+                match &entry.key {
+                    Key::Fixed(r) => cur
+                        .map
+                        .shard_of_key(&prepared.keys[r.clone()])
+                        .map_or(NO_SHARD, |i| i as u32),
+                    Key::Random => NO_SHARD,
+                }
+            }));
+    }
+
+    /// Every open shard of the stream (ListShards, all pages).
+    async fn list_shards(&self) -> Result<Vec<Shard>, String> {
+        let s = &self.settings;
+        let sender = self.list_sender.as_ref().unwrap_or(&self.sender);
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        // A stream has at most tens of thousands of shards, 1,000 a page by default.
+        for _ in 0..10_000 {
+            let body = list_shards_request(&s.stream, s.stream_by_arn, next.as_deref());
+            let (answer, _) = sender.call("ListShards", Bytes::from(body)).await;
+            match answer {
+                Answer::Ok(b) => {
+                    let (shards, token) = parse_list_shards(&b).map_err(|e| e.to_string())?;
+                    out.extend(shards);
+                    match token {
+                        Some(t) => next = Some(t),
+                        None => return Ok(out),
+                    }
+                }
+                Answer::Error(e, _) => {
+                    return Err(format!("{} (HTTP {}): {}", e.code, e.status, e.message))
+                }
+                Answer::Transport(e) => return Err(e.to_string()),
+                Answer::NoCredentials(e) => return Err(e),
+            }
+        }
+        Err("ListShards kept answering a NextToken".into())
+    }
+
+    /// `shard_aware`: fill the body with queued entries whose shard has room (tokens taken
+    /// now, so no other request of any worker counts them again), in queue order; the others
+    /// stay queued, in order. A random key is drawn until it maps to a shard with room.
+    /// `Some(wait)` when no entry could be taken: the time until the first one fits.
+    fn build_request_shards(&mut self, limit: Option<usize>) -> Option<Duration> {
+        let st = self.shards.clone()?;
+        let mut guard = st.lock();
+        let Some(cur) = guard.as_mut() else {
+            // No map (ListShards failed): blind sending.
+            drop(guard);
+            self.build_request(limit);
+            return None;
+        };
+        let Self {
+            body,
+            prepared,
+            queue,
+            in_request,
+            in_shard,
+            key_buf,
+            rng,
+            random_key_len,
+            entry_shard,
+            delayed,
+            req_gen,
+            ..
+        } = self;
+        *req_gen = cur.generation;
+        in_request.clear();
+        in_shard.clear();
+        // One stream only (the configuration refuses templates with shard_aware).
+        body.reset();
+        let now = tokio::time::Instant::now();
+        let mut wait: Option<Duration> = None;
+        let mut full = false;
+        for _ in 0..queue.len() {
+            let Some(e) = queue.pop_front() else { break };
+            if full || limit.is_some_and(|l| in_request.len() >= l) {
+                full = true;
+                queue.push_back(e);
+                continue;
+            }
+            let entry = &prepared.entries[e];
+            let data = &prepared.arena[entry.data.clone()];
+            // Ok(shard with room or none known), Err(full shard).
+            let chosen: Result<Option<usize>, usize> = match &entry.key {
+                Key::Fixed(r) => {
+                    let need = (data.len() + r.len()) as u64;
+                    match entry_shard.get(e).copied().unwrap_or(NO_SHARD) {
+                        NO_SHARD => Ok(None),
+                        i => {
+                            let i = i as usize;
+                            match cur.buckets.get_mut(i).map(|b| b.has_room(now, need)) {
+                                Some(true) => Ok(Some(i)),
+                                Some(false) => Err(i),
+                                None => Ok(None),
+                            }
+                        }
+                    }
+                }
+                Key::Random => {
+                    let mut pick = Ok(None);
+                    for _ in 0..RANDOM_DRAWS {
+                        random_key_of(rng, key_buf, *random_key_len);
+                        let need = (data.len() + key_buf.len()) as u64;
+                        pick = match cur.map.shard_of_key(key_buf) {
+                            Some(i) if cur.buckets[i].has_room(now, need) => Ok(Some(i)),
+                            Some(i) => Err(i),
+                            None => Ok(None),
+                        };
+                        if pick.is_ok() {
+                            break;
+                        }
+                    }
+                    pick
+                }
+            };
+            let key: &str = match &entry.key {
+                Key::Fixed(r) => &prepared.keys[r.clone()],
+                Key::Random => key_buf,
+            };
+            let need = (data.len() + key.len()) as u64;
+            let shard = match chosen {
+                Ok(shard) => shard,
+                Err(i) => {
+                    if let Some(d) = delayed.get_mut(e) {
+                        if !*d {
+                            *d = true;
+                            kb_core::metrics::add(&cur.counters[i].delayed, 1);
+                        }
+                    }
+                    let w = cur.buckets[i].wait_for(now, need);
+                    wait = Some(wait.map_or(w, |x| x.min(w)));
+                    queue.push_back(e);
+                    continue;
+                }
+            };
+            if let Some(i) = shard {
+                cur.buckets[i].try_take(now, need);
+            }
+            if !body.try_push(data, key) {
+                if let Some(i) = shard {
+                    cur.buckets[i].refund(need);
+                }
+                full = true;
+                queue.push_back(e);
+                continue;
+            }
+            in_request.push(e);
+            in_shard.push(shard.map_or(NO_SHARD, |i| i as u32));
+        }
+        if in_request.is_empty() && !queue.is_empty() {
+            let w = wait.unwrap_or(Duration::from_millis(10));
+            Some(w.clamp(Duration::from_millis(1), Duration::from_secs(1)))
+        } else {
+            None
+        }
+    }
+
+    /// `shard_aware`: count the answer per shard (sent, throttled), empty the bucket of a
+    /// throttled shard, and mark the map stale when an accepted entry's `ShardId` is not the
+    /// predicted one (a reshard). `true` when every throttled entry's shard has a bucket, so
+    /// its retry waits for the bucket rather than for a backoff round.
+    fn note_shard_outcomes(
+        &mut self,
+        body: &[u8],
+        resp: &crate::response::PutRecordsResponse<'_>,
+    ) -> bool {
+        let Some(st) = self.shards.clone() else {
+            return false;
+        };
+        let mut guard = st.lock();
+        let Some(cur) = guard.as_mut() else {
+            return false;
+        };
+        if cur.generation != self.req_gen {
+            // Another worker installed a new map meanwhile: the indexes are of the old one.
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        let mut ids = answered_shard_ids_any(body).into_iter();
+        let mut regulated = true;
+        let mut stale = false;
+        for (k, outcome) in resp.outcomes().enumerate() {
+            let shard = self.in_shard.get(k).copied().unwrap_or(NO_SHARD) as usize;
+            match outcome {
+                EntryOutcome::Accepted => {
+                    // Counted on the shard the answer names (a reshard may have moved the
+                    // key), the predicted one when the answer names none.
+                    let mut counted = shard;
+                    let answered = ids.next();
+                    if let Some(id) = answered {
+                        if cur
+                            .map
+                            .shards()
+                            .get(shard)
+                            .is_none_or(|s| id != s.id.as_bytes())
+                        {
+                            stale = true;
+                            counted = cur
+                                .map
+                                .shards()
+                                .iter()
+                                .position(|s| id == s.id.as_bytes())
+                                .unwrap_or(usize::MAX);
+                        }
+                    }
+                    if let Some(c) = cur.counters.get(counted) {
+                        kb_core::metrics::add(&c.sent, 1);
+                    }
+                }
+                EntryOutcome::Failed { code, .. } if code == THROUGHPUT_EXCEEDED => {
+                    match (cur.counters.get(shard), cur.buckets.get_mut(shard)) {
+                        (Some(c), Some(b)) => {
+                            kb_core::metrics::add(&c.throttled, 1);
+                            b.throttled(now);
+                        }
+                        _ => regulated = false,
+                    }
+                }
+                EntryOutcome::Failed { .. } => regulated = false,
+            }
+        }
+        drop(guard);
+        if stale {
+            tracing::debug!(
+                "an answer names a shard the map does not predict: listing the shards again"
+            );
+            st.mark_stale();
+        }
+        regulated
     }
 
     fn accept(&mut self, e: usize, progress: &mut Progress) {
@@ -488,6 +842,9 @@ impl<S: Service> KinesisWorker<S> {
         if let Some(g) = group.as_mut() {
             g.accepted += accepted;
         }
+        self.in_request = sent;
+        let regulated = self.shards.is_some() && self.note_shard_outcomes(body, &resp);
+        let sent = std::mem::take(&mut self.in_request);
         for (code, n, _) in &codes {
             self.metrics.record_errors(code, *n);
         }
@@ -512,6 +869,11 @@ impl<S: Service> KinesisWorker<S> {
         }
         kb_core::metrics::add(&self.metrics.in_flush_retries, retry.len() as u64);
         self.requeue(&retry);
+        if regulated {
+            // Only throttled entries of shards with buckets: emptied above, they wait for
+            // their shard to refill while the other shards' entries go on.
+            return (Step::Continue, RequestResult::Partial);
+        }
         (Step::Backoff, RequestResult::Partial)
     }
 }
@@ -528,6 +890,12 @@ fn service_name<S: Service>() -> &'static str {
 #[async_trait]
 impl<S: Service> OutputWorker for KinesisWorker<S> {
     async fn flush(&mut self, chunk: &Chunk, progress: &mut Progress) -> FlushResult {
+        if let Some(st) = self.shards.clone() {
+            // The map before preparing: KPL aggregates are packed by its shards.
+            self.refresh_shards().await;
+            let map = st.lock().as_ref().map(|c| c.map.clone());
+            self.preparer.set_shard_map(map);
+        }
         self.preparer.prepare(
             chunk,
             progress,
@@ -546,9 +914,26 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
         let mut resent_skew = false;
         let mut group: Option<SplitGroup> = None;
 
+        if self.shards.is_some() {
+            self.shard_gen = 0;
+            self.delayed.clear();
+            self.delayed.resize(self.prepared.entries.len(), false);
+        }
         while !self.queue.is_empty() {
             let limit = group.as_mut().and_then(|g| g.pending.pop());
-            self.build_request(limit);
+            if self.shards.is_some() {
+                self.refresh_shards().await;
+                if let Some(wait) = self.build_request_shards(limit) {
+                    // Every queued entry's shard is full: wait for the first to refill.
+                    if let (Some(g), Some(l)) = (group.as_mut(), limit) {
+                        g.pending.push(l);
+                    }
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            } else {
+                self.build_request(limit);
+            }
             let n = self.in_request.len();
             let pending_before = progress.pending_count();
             let body = self.body.take_bytes();

@@ -169,6 +169,16 @@ impl Kds {
             .await
     }
 
+    /// UpdateShardCount with UNIFORM_SCALING to `shards`, then waits until ACTIVE again.
+    pub async fn update_shard_count(&self, name: &str, shards: u32) -> anyhow::Result<()> {
+        self.call_ok(
+            "UpdateShardCount",
+            json!({"StreamName": name, "TargetShardCount": shards, "ScalingType": "UNIFORM_SCALING"}),
+        )
+        .await?;
+        self.wait_active(name, Duration::from_secs(10)).await
+    }
+
     /// Shard ids of the stream (ListShards, all pages), sorted.
     pub async fn shard_ids(&self, name: &str) -> anyhow::Result<Vec<String>> {
         let mut ids = Vec::new();
