@@ -705,8 +705,15 @@ async fn run_worker(
                 // finish() retires the still-pending records: they were just delivered.
                 shared.finish(route_idx, &task, true);
             }
-            FlushResult::Retry if task.progress.is_complete() => {
+            FlushResult::Retry | FlushResult::Later(_) if task.progress.is_complete() => {
                 shared.finish(route_idx, &task, true)
+            }
+            FlushResult::Later(delay) => {
+                tracing::debug!(target: "engine",
+                    "chunk '{chunk_id}' waits {} ms for the destination's rate limit: input={} > output={} ({} pending)",
+                    delay.as_millis(), task.chunk.input, route.name,
+                    crate::count(task.progress.pending_count() as u64, "record"));
+                schedule_later(shared.clone(), route_idx, task, delay);
             }
             FlushResult::Retry => {
                 if may_retry(route.retry_limit, task.retries) {
@@ -748,6 +755,17 @@ async fn run_worker(
             }
         }
     }
+}
+
+/// Re-queue `task` after `delay`, draining or not: a rate-limited chunk sent again at once
+/// would only be told to wait again.
+fn schedule_later(shared: Arc<Shared>, route_idx: usize, task: Task, delay: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Err(mpsc::error::SendError(task)) = shared.routes[route_idx].tx.send(task) {
+            shared.finish(route_idx, &task, false);
+        }
+    });
 }
 
 /// Re-queue `task` after `delay`, or at once when shutdown starts draining.

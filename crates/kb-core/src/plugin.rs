@@ -28,6 +28,10 @@ pub enum FlushResult {
     Retry,
     /// Give up on what is pending; the engine drops it and counts it.
     Error,
+    /// Not a failure: what is pending cannot be sent before this much time has passed (a
+    /// rate limit of the destination). The engine hands the chunk back after the delay without
+    /// counting a retry, and the worker takes other chunks meanwhile.
+    Later(std::time::Duration),
 }
 
 /// An input plugin instance. `run` produces events through the context until the context

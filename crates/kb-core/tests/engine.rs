@@ -254,6 +254,41 @@ async fn retry_limit_exhausted_drops_the_remainder_and_counts_it() {
     assert_eq!(metrics::get(&m.proc_records), 3);
 }
 
+/// `Later` (a rate-limited destination) hands the chunk back after exactly its delay, sends
+/// only the remainder, and is no retry: with `Retry_Limit 1` three of them lose nothing.
+#[tokio::test(start_paused = true)]
+async fn later_hands_the_chunk_back_after_its_delay_without_counting_a_retry() {
+    let log: Log = Arc::default();
+    let mut e = Engine::new(config());
+    e.add_input(numbers(6));
+    let later = FlushResult::Later(Duration::from_millis(300));
+    e.add_output(output(
+        "k",
+        "*",
+        RetryLimit::Limited(1),
+        &log,
+        vec![(later, 2), (later, 1), (later, 0)],
+    ));
+    let metrics = e.metrics();
+    let report = e
+        .run(tokio::time::sleep(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    assert_eq!(report.lost_records, 0);
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[1].2, (2..6).collect::<Vec<_>>());
+    assert_eq!(log[2].2, (3..6).collect::<Vec<_>>());
+    assert_eq!(log[3].2, (3..6).collect::<Vec<_>>());
+    for w in log.windows(2) {
+        assert_eq!((w[1].0 - w[0].0).as_millis(), 300);
+    }
+    let m = &metrics.outputs()[0].1;
+    assert_eq!(metrics::get(&m.retries), 0);
+    assert_eq!(metrics::get(&m.dropped_records), 0);
+    assert_eq!(metrics::get(&m.proc_records), 6);
+}
+
 #[tokio::test(start_paused = true)]
 async fn no_retries_and_error_drop_at_once() {
     let log: Log = Arc::default();

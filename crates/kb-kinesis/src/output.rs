@@ -878,6 +878,10 @@ impl<S: Service> KinesisWorker<S> {
     }
 }
 
+/// `shard_aware`: waits for a full shard shorter than this happen inside the flush; longer
+/// ones hand the chunk back to the engine ([`FlushResult::Later`]).
+const LATER_MIN: Duration = Duration::from_millis(20);
+
 /// The service in messages: `Kinesis`, `Firehose`.
 fn service_name<S: Service>() -> &'static str {
     if S::HAS_PARTITION_KEY {
@@ -924,7 +928,14 @@ impl<S: Service> OutputWorker for KinesisWorker<S> {
             if self.shards.is_some() {
                 self.refresh_shards().await;
                 if let Some(wait) = self.build_request_shards(limit) {
-                    // Every queued entry's shard is full: wait for the first to refill.
+                    // Every queued entry's shard is full. Outside a split (which must finish
+                    // here) and for more than a moment, the chunk goes back to the engine
+                    // until the first shard refills: nothing of it is in flight, and this
+                    // worker takes the next chunks, whose other shards' records go on
+                    // instead of queueing behind the full shard.
+                    if group.is_none() && wait >= LATER_MIN {
+                        return FlushResult::Later(wait);
+                    }
                     if let (Some(g), Some(l)) = (group.as_mut(), limit) {
                         g.pending.push(l);
                     }
