@@ -190,14 +190,6 @@ const SUITE_NAMES: &[(CipherSuite, &str, &str)] = &[
     ),
 ];
 
-/// The OpenSSL name of a suite (`ECDHE-RSA-AES128-GCM-SHA256`, `TLS_AES_128_GCM_SHA256`).
-pub fn suite_name(suite: CipherSuite) -> Option<&'static str> {
-    SUITE_NAMES
-        .iter()
-        .find(|(s, _, _)| *s == suite)
-        .map(|(_, name, _)| *name)
-}
-
 /// Parse a `tls.ciphers` value: suite names separated by `:` (or `,` or spaces), OpenSSL's
 /// (`ECDHE-RSA-AES128-GCM-SHA256`, `TLS_AES_128_GCM_SHA256`) or IANA's
 /// (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`), in any case; a repeated suite counts once. A
@@ -231,7 +223,14 @@ pub fn parse_cipher_list(list: &str) -> Result<Vec<CipherSuite>, String> {
 
 /// The suites the client offers, in order, for `tls.ciphers` (see [`TlsOptions::ciphers`]).
 pub fn suite_order(ciphers: &[CipherSuite]) -> Vec<CipherSuite> {
-    let is13 = |s: &CipherSuite| SUITE_NAMES[..3].iter().any(|(x, _, _)| x == s);
+    let is13 = |s: &CipherSuite| {
+        matches!(
+            s,
+            CipherSuite::TLS13_AES_128_GCM_SHA256
+                | CipherSuite::TLS13_AES_256_GCM_SHA384
+                | CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+        )
+    };
     let mut out: Vec<CipherSuite> = ciphers.to_vec();
     let lists13 = ciphers.iter().any(is13);
     let lists12 = ciphers.iter().any(|s| !is13(s));
@@ -632,7 +631,7 @@ fn tls_message(e: &io::Error, what: &str) -> String {
             _ => String::new(),
         },
         Some(rustls::Error::PeerIncompatible(_)) | Some(rustls::Error::AlertReceived(_)) => {
-            format!("; check {what}.min_version/{what}.max_version and the client certificate")
+            format!("; check {what}.min_version/{what}.max_version, {what}.ciphers (the server may accept none of them) and the client certificate")
         }
         _ => String::new(),
     };

@@ -433,8 +433,7 @@ impl Preparer {
                         suppressed_note(n)
                     );
                 }
-                let f = f.clone();
-                Some(self.intern_fallback(&f, out))
+                self.intern_fallback(out)
             }
             None => {
                 metrics.dropped(DropReason::StreamNotFound, 1);
@@ -449,13 +448,14 @@ impl Preparer {
         }
     }
 
-    /// The index of the fallback stream (never treated as missing).
-    fn intern_fallback(&mut self, f: &str, out: &mut Prepared) -> u32 {
+    /// The index of the fallback stream (never treated as missing); `None` without one.
+    fn intern_fallback(&mut self, out: &mut Prepared) -> Option<u32> {
+        let f = self.fallback.as_deref()?;
         let i = intern(&mut self.stream_index, &mut out.streams, f);
         if i as usize == self.stream_missing.len() {
             self.stream_missing.push(false);
         }
-        i
+        Some(i)
     }
 
     /// A record without a stream: the fallback's index, or `None` (dropped and counted).
@@ -466,14 +466,15 @@ impl Preparer {
         metrics: &KinesisMetrics,
         limiter: &LogLimiter,
     ) -> Option<u32> {
-        let reason = match why {
+        // Records without a stream may be every record of a flush: the reason is written
+        // only when the limiter lets the warning through.
+        let reason = |name: &str| match why {
             Unresolved::Missing => {
                 "a field or tag part is missing or not a string or number".to_string()
             }
             Unresolved::Empty => "it is empty".to_string(),
             Unresolved::Invalid => format!(
-                "'{}' is not a stream name (1-128 characters of A-Z, a-z, 0-9, '_', '.', '-')",
-                self.name_buf
+                "'{name}' is not a stream name (1-128 characters of A-Z, a-z, 0-9, '_', '.', '-')"
             ),
         };
         match &self.fallback {
@@ -486,22 +487,23 @@ impl Preparer {
                     },
                     1,
                 );
-                if let Some(n) = limiter.allow(&format!("stream_fallback:{}", why.label())) {
+                if let Some(n) = limiter.allow(why.fallback_log_key()) {
                     tracing::warn!(
-                        "stream {} gave no stream for a record ({reason}): sent to stream_fallback {f}{}",
+                        "stream {} gave no stream for a record ({}): sent to stream_fallback {f}{}",
                         self.stream,
+                        reason(&self.name_buf),
                         suppressed_note(n)
                     );
                 }
-                let f = f.clone();
-                Some(self.intern_fallback(&f, out))
+                self.intern_fallback(out)
             }
             None => {
                 metrics.dropped(DropReason::StreamUnresolved, 1);
-                if let Some(n) = limiter.allow(&format!("stream_unresolved:{}", why.label())) {
+                if let Some(n) = limiter.allow(why.drop_log_key()) {
                     tracing::warn!(
-                        "stream {} gave no stream for a record ({reason}) and stream_fallback is not set: record dropped{}",
+                        "stream {} gave no stream for a record ({}) and stream_fallback is not set: record dropped{}",
                         self.stream,
+                        reason(&self.name_buf),
                         suppressed_note(n)
                     );
                 }

@@ -11,7 +11,7 @@ use kb_config::{ConfigError, KeySpec, KeyType, Props};
 use crate::accessor::RecordAccessor;
 use crate::compress::Compression;
 use crate::encode::Protocol;
-use crate::route::{arn_endpoints, partition_of, StreamArn, StreamTemplate};
+use crate::route::{arn_endpoints, partition_of, valid_stream_name, StreamArn, StreamTemplate};
 use crate::time_format::TimeFormat;
 
 const fn key(
@@ -320,14 +320,6 @@ pub struct Settings {
     pub warnings: Vec<String>,
 }
 
-/// Kinesis stream names: 1–128 characters of `A-Z a-z 0-9 _ . -`; delivery stream names the
-/// same with at most 64.
-fn valid_stream_name(s: &str, max: usize) -> bool {
-    (1..=max).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 /// A non-negative integer key of the Go plugins (`strconv.Atoi` and a sign check).
 fn go_non_negative(p: &Props, k: &str, errors: &mut Vec<ConfigError>) -> Option<i64> {
     let v = p.get(k)?;
@@ -493,18 +485,21 @@ pub fn parse_flavour(
                         format!("invalid stream template in stream_arn '{text}': {e}"),
                     ))),
                 }
-                // The SDKs refuse an ARN of another partition than the client's region.
-                if let Some(r) = region_key.filter(|_| p.str("endpoint").is_none()) {
-                    if partition_of(r) != a.partition {
-                        check(Err(p.error(
-                            "region",
-                            format!(
-                                "region '{r}' is in partition '{}' but stream_arn is in '{}'",
-                                partition_of(r),
-                                a.partition
-                            ),
-                        )));
-                    }
+                // The SDKs refuse an ARN of another partition than the client's region, be
+                // it `region` or the ARN's own (`arn:aws:kinesis:cn-north-1:…`).
+                if p.str("endpoint").is_none() && partition_of(&region) != a.partition {
+                    let (key, whose) = match region_key {
+                        Some(_) => ("region", "region"),
+                        None => ("stream_arn", "stream_arn's region"),
+                    };
+                    check(Err(p.error(
+                        key,
+                        format!(
+                            "{whose} '{region}' is in partition '{}' but stream_arn is in '{}'",
+                            partition_of(&region),
+                            a.partition
+                        ),
+                    )));
                 }
             }
             text.to_string()

@@ -842,9 +842,7 @@ impl<S: Service> KinesisWorker<S> {
         if let Some(g) = group.as_mut() {
             g.accepted += accepted;
         }
-        self.in_request = sent;
-        let regulated = self.shards.is_some() && self.note_shard_outcomes(body, &resp);
-        let sent = std::mem::take(&mut self.in_request);
+        let regulated = self.note_shard_outcomes(body, &resp);
         for (code, n, _) in &codes {
             self.metrics.record_errors(code, *n);
         }

@@ -27,9 +27,9 @@ use kb_core::accessor::{AccessorError, Part, Template};
 /// Kinesis stream names are 1 to this many characters.
 pub const MAX_STREAM_NAME: usize = 128;
 
-/// Kinesis stream names: 1–128 characters of `A-Z a-z 0-9 _ . -`.
-pub fn valid_stream_name(s: &str) -> bool {
-    (1..=MAX_STREAM_NAME).contains(&s.len())
+/// Kinesis stream names: 1 to `max` (128 for Kinesis) characters of `A-Z a-z 0-9 _ . -`.
+pub fn valid_stream_name(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
@@ -183,6 +183,24 @@ pub enum Unresolved {
 }
 
 impl Unresolved {
+    /// The rate limiter's key for the warning of a record sent to `stream_fallback`.
+    pub fn fallback_log_key(self) -> &'static str {
+        match self {
+            Unresolved::Missing => "stream_fallback:missing",
+            Unresolved::Empty => "stream_fallback:empty",
+            Unresolved::Invalid => "stream_fallback:invalid",
+        }
+    }
+
+    /// The rate limiter's key for the warning of a dropped record.
+    pub fn drop_log_key(self) -> &'static str {
+        match self {
+            Unresolved::Missing => "stream_unresolved:missing",
+            Unresolved::Empty => "stream_unresolved:empty",
+            Unresolved::Invalid => "stream_unresolved:invalid",
+        }
+    }
+
     /// The reason in messages and in the fallback counter's `reason` label.
     pub fn label(self) -> &'static str {
         match self {
@@ -256,7 +274,7 @@ impl StreamTemplate {
         if name.is_empty() {
             return Err(Unresolved::Empty);
         }
-        if !valid_stream_name(name) {
+        if !valid_stream_name(name, MAX_STREAM_NAME) {
             return Err(Unresolved::Invalid);
         }
         out.push_str(&self.prefix);

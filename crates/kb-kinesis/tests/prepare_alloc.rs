@@ -6,8 +6,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use kb_config::model::{Location, Property, Section, SectionKind};
-use kb_config::schema::{validate_section, OUTPUT_GENERIC_KEYS};
 use kb_core::chunk::{Chunk, Progress};
 use kb_core::event::{write_event_header, EventTime};
 use kb_core::metrics::Metrics;
@@ -43,23 +41,11 @@ fn allocs() -> usize {
     ALLOCS.with(|c| c.get())
 }
 
+mod common;
+
 fn preparer(stream: &str) -> Preparer {
-    let mut section = Section::new(SectionKind::Output, Location::Default);
-    for (k, v) in [("match", "*"), ("region", "us-east-1"), ("stream", stream)] {
-        section.props.push(Property {
-            key: k.into(),
-            value: v.into(),
-            location: Location::Default,
-        });
-    }
-    let p = validate_section(
-        &kb_kinesis::output::PLUGIN.spec,
-        OUTPUT_GENERIC_KEYS,
-        &section,
-        "kinesis_streams.0",
-    )
-    .expect("valid section");
-    Preparer::new(&kb_kinesis::config::parse(&p, false).expect("valid settings"))
+    let s = common::settings(&[("region", "us-east-1"), ("stream", stream)]);
+    Preparer::new(&s.expect("valid settings"))
 }
 
 /// 500 `{"app": "a|b|c", "log": …}` events.

@@ -17,8 +17,6 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_runtime_api::shared::IntoShared;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::retry::RetryConfig;
-use kb_config::model::{Location, Property, Section, SectionKind};
-use kb_config::schema::{validate_section, OUTPUT_GENERIC_KEYS};
 use kb_kinesis::config::Settings;
 use kb_kinesis::encode::PutRecordsBody;
 
@@ -84,23 +82,10 @@ async fn sdk_requests(region: &str, arn: &str) -> (String, Vec<u8>, String) {
     (put_uri, put_body, describe_uri)
 }
 
+mod common;
+
 fn settings(props: &[(&str, &str)]) -> Settings {
-    let mut section = Section::new(SectionKind::Output, Location::Default);
-    for (k, v) in [("match", "*")].iter().chain(props) {
-        section.props.push(Property {
-            key: (*k).into(),
-            value: (*v).into(),
-            location: Location::Default,
-        });
-    }
-    let p = validate_section(
-        &kb_kinesis::output::PLUGIN.spec,
-        OUTPUT_GENERIC_KEYS,
-        &section,
-        "kinesis_streams.0",
-    )
-    .expect("valid section");
-    kb_kinesis::config::parse(&p, false).expect("valid settings")
+    common::settings(props).expect("valid settings")
 }
 
 #[tokio::test]

@@ -3,32 +3,17 @@
 
 use std::time::Duration;
 
-use kb_config::model::{Location, Property, Section, SectionKind};
-use kb_config::schema::{validate_section, OUTPUT_GENERIC_KEYS};
 use kb_kinesis::config::{Settings, ShardAware};
 
+mod common;
+
+/// With `region us-east-1`, which every case here needs.
 fn settings(props: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
-    let mut section = Section::new(SectionKind::Output, Location::Default);
-    for (k, v) in [("match", "*"), ("region", "us-east-1")]
-        .iter()
-        .chain(props)
-    {
-        section.props.push(Property {
-            key: (*k).into(),
-            value: (*v).into(),
-            location: Location::CommandLine {
-                arg: format!("-p {k}={v}"),
-            },
-        });
-    }
-    let p = validate_section(
-        &kb_kinesis::output::PLUGIN.spec,
-        OUTPUT_GENERIC_KEYS,
-        &section,
-        "kinesis_streams.0",
-    )
-    .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    kb_kinesis::config::parse(&p, false).map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    let all: Vec<(&str, &str)> = [("region", "us-east-1")]
+        .into_iter()
+        .chain(props.iter().copied())
+        .collect();
+    common::settings(&all)
 }
 
 fn errors(props: &[(&str, &str)]) -> String {

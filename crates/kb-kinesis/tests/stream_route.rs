@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use kb_config::model::{Location, Property, Section, SectionKind};
-use kb_config::schema::{validate_section, OUTPUT_GENERIC_KEYS};
 use kb_core::chunk::{Chunk, Progress};
 use kb_core::event::{write_event_header, EventTime};
 use kb_core::metrics::Metrics;
@@ -14,30 +12,8 @@ use kb_kinesis::encode::PutRecordsBody;
 use kb_kinesis::metrics::KinesisMetrics;
 use kb_kinesis::ratelimit::LogLimiter;
 
-fn settings(props: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
-    let mut section = Section::new(SectionKind::Output, Location::Default);
-    for (k, v) in [("match", "*")].iter().chain(props) {
-        section.props.push(Property {
-            key: (*k).into(),
-            value: (*v).into(),
-            location: Location::CommandLine {
-                arg: format!("-p {k}={v}"),
-            },
-        });
-    }
-    let p = validate_section(
-        &kb_kinesis::output::PLUGIN.spec,
-        OUTPUT_GENERIC_KEYS,
-        &section,
-        "kinesis_streams.0",
-    )
-    .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    kb_kinesis::config::parse(&p, false).map_err(|e| e.iter().map(|e| e.to_string()).collect())
-}
-
-fn errors(props: &[(&str, &str)]) -> String {
-    settings(props).expect_err("an error").join("\n")
-}
+mod common;
+use common::{errors, settings};
 
 const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/s";
 
@@ -117,6 +93,29 @@ fn bad_stream_keys_are_located_errors() {
     assert!(e.contains("invalid stream_fallback 'b/c'"), "{e}");
     let e = errors(&[("stream", "bad name"), ("region", "us-east-1")]);
     assert!(e.contains("invalid stream name 'bad name'"), "{e}");
+}
+
+/// An ARN whose region is of another partition than the ARN's own is refused at
+/// configuration, not at the first request.
+#[test]
+fn an_arn_of_mixed_partitions_is_a_located_error() {
+    let e = errors(&[(
+        "stream_arn",
+        "arn:aws:kinesis:cn-north-1:123456789012:stream/s",
+    )]);
+    assert!(
+        e.contains("stream_arn") && e.contains("stream_arn's region 'cn-north-1' is in partition 'aws-cn' but stream_arn is in 'aws'"),
+        "{e}"
+    );
+    // With its own endpoint, the ARN is the user's to vouch for.
+    settings(&[
+        (
+            "stream_arn",
+            "arn:aws:kinesis:cn-north-1:123456789012:stream/s",
+        ),
+        ("endpoint", "http://127.0.0.1:4567"),
+    ])
+    .unwrap();
 }
 
 #[test]
